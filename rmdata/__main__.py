@@ -1,0 +1,5 @@
+"""`python -m rmdata` runs the CLI."""
+
+from rmdata.cli import main
+
+main()
