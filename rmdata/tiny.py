@@ -6,7 +6,7 @@ plus ChatML special tokens and a dedicated reward token, so any text round-trips
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,13 +47,13 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
 class TinyModelConfig:
     """Sizes of a tiny backbone built from config (no weights are downloaded)."""
 
-    arch: str = "llama"  # llama or qwen2: the two transformers-native families tested here
-    hidden_size: int = 64  # width of the trunk; the value head reads this many features
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2  # fewer than num_heads = grouped-query attention
-    intermediate_size: int = 128
-    max_position_embeddings: int = 4096
+    arch: str = field(default="llama", metadata={"help": "llama or qwen2: the transformers-native families tested"})
+    hidden_size: int = field(default=64, metadata={"help": "trunk width; the value head reads this many features"})
+    num_layers: int = field(default=2, metadata={"help": "decoder layers"})
+    num_heads: int = field(default=4, metadata={"help": "attention heads"})
+    num_kv_heads: int = field(default=2, metadata={"help": "key/value heads; fewer than num_heads = GQA"})
+    intermediate_size: int = field(default=128, metadata={"help": "MLP width"})
+    max_position_embeddings: int = field(default=4096, metadata={"help": "longest sequence the model accepts"})
 
 
 def tiny_backbone_config(sizes: TinyModelConfig, vocab_size: int, pad_token_id: int | None) -> PretrainedConfig:
