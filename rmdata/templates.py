@@ -8,14 +8,16 @@ Where the prompt ends: the prompt is rendered alone with ``add_generation_prompt
 normally is a token prefix of the full rendering. When it is not (a template that renders the assistant
 header differently once a reply follows, or a BPE merge across the boundary), the prompt is taken to be
 the longest common token prefix of the two, and the rest counts as response. ``prefix_mismatch`` counts
-such rows; their sequences are still exact renderings of the conversation.
+such sequences; they are still exact renderings of the conversation.
 
 Truncation to ``max_length`` (reward token included) keeps the whole response and the reward token and
-cuts the prompt from the left, keeping a leading BOS token if the rendering starts with one. A row whose
-response alone (plus the reward token) does not fit is dropped with the reason ``response_too_long``; a
-pair whose chosen and rejected token sequences are identical is dropped as ``identical_after_truncation``
-(responses are kept whole, so this means they render to the same tokens). Drops keep the row and its
-``source`` so the caller can count, report and write them.
+cuts the prompt from the left, keeping a leading BOS token if the rendering starts with one (and it does
+not recur: some tokenizers call the ChatML turn marker their BOS). A row whose response alone (plus the
+reward token) does not fit is dropped with the reason ``response_too_long``; a pair whose chosen and
+rejected token sequences are identical is dropped as ``identical_after_truncation`` (replies that render
+the same, e.g. through a template that trims, or a longer reply that equals the shorter one preceded by
+the tail of the prompt, once both are cut to the same length). Drops keep the row and its ``source`` so
+the caller can count, report and write them.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ def fit_to_length(
 ) -> np.ndarray | None:
     """``full`` (a rendering, no reward token) + reward token within ``max_length``, or None if it cannot fit.
 
-    The prompt (``full[:prompt_len]``) is cut from the left; a leading ``bos_id`` is kept.
+    The prompt (``full[:prompt_len]``) is cut from the left; a leading ``bos_id`` found only there is kept.
     """
     n_response = len(full) - prompt_len
     if n_response + 1 > max_length:
@@ -214,7 +216,9 @@ def fit_to_length(
     if len(full) + 1 <= max_length:
         return np.concatenate([full, reward])
     room = max_length - 1 - n_response  # prompt tokens that fit, 0 <= room < prompt_len
-    if bos_id is not None and room >= 1 and full[0] == bos_id:
+    # a BOS that starts the rendering and never recurs marks the document start: keep it. (Some tokenizers
+    # declare a turn marker such as <|im_start|> as BOS; that recurs and is cut like any prompt token.)
+    if bos_id is not None and room >= 1 and full[0] == bos_id and not (full[1:] == bos_id).any():
         head = full[:1]
         room -= 1
     else:
@@ -235,6 +239,7 @@ class _Encoder:
         self.max_length = max_length
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self._fast = getattr(backend, "encode_batch_fast", None)
+        self._fast_checked = False
         bos = tokenizer.bos_token_id
         self.bos_id = int(bos) if bos is not None else None
 
@@ -248,8 +253,17 @@ class _Encoder:
         )
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        if self._fast is not None:  # tokenizers' batch call without offsets: ~2x faster than __call__
-            return [enc.ids for enc in self._fast(texts, add_special_tokens=False)]
+        """Token ids of each text, no specials added. The backend's ``encode_batch_fast`` (no offsets, ~2x
+        faster) is used once its ids match the tokenizer's own call on the first text of the run."""
+        if self._fast is not None and texts:
+            fast = [enc.ids for enc in self._fast(texts, add_special_tokens=False)]
+            if self._fast_checked or fast[0] == self._call(texts[:1])[0]:
+                self._fast_checked = True
+                return fast
+            self._fast = None  # a tokenizer that post-processes in Python: trust only its own call
+        return self._call(texts)
+
+    def _call(self, texts: list[str]) -> list[list[int]]:
         ids: list[list[int]] = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)[
             "input_ids"
         ]

@@ -17,6 +17,7 @@ from rmdata.errors import RmdataError
 from rmdata.templates import (
     IDENTICAL_AFTER_TRUNCATION,
     RESPONSE_TOO_LONG,
+    _Encoder,
     fit_to_length,
     render_conversation,
     resolve_reward_token,
@@ -64,6 +65,7 @@ def test_sequence_is_hf_tokenization_of_the_template_plus_reward_token(tok: Any)
     plain = chatml("héllo wörld", "ça va").replace("<|im_start|>", "").replace("<|im_end|>", "")
     assert len(out.chosen[1]) == len(plain.encode()) + 4 + 1  # bytes + 4 specials + reward token
     assert out.prompt_id == ["p1", "p2"] and out.rejected_id == ["r1", "r2"]
+    assert [seq.tolist() for seq in out.chosen] == [out.chosen[0].tolist(), out.chosen[1].tolist()]
     assert out.source == ["pairs.jsonl:1", "pairs.jsonl:2"] and out.margin == [None, None]
 
 
@@ -218,6 +220,8 @@ def test_fit_to_length_cases() -> None:
     assert fit_to_length(full, 6, 4, 99) is None
     assert fit_to_length(full, 6, 7, 99, bos_id=0).tolist() == [0, 5, 6, 7, 8, 9, 99]
     assert fit_to_length(full, 6, 5, 99, bos_id=0).tolist() == [6, 7, 8, 9, 99]  # no room for BOS
+    marker = np.array([0, 1, 0, 2, 3, 4, 5, 6, 7, 8], dtype=np.int32)  # "BOS" 0 recurs: a turn marker
+    assert fit_to_length(marker, 6, 7, 99, bos_id=0).tolist() == [3, 4, 5, 6, 7, 8, 99]
 
 
 def test_polars_input_and_margin(tok: Any) -> None:
@@ -249,3 +253,19 @@ def test_tokenize_corpus_keeps_response_ids_and_counts_drops(tok: Any) -> None:
 def test_max_length_too_small_is_an_error(tok: Any) -> None:
     with pytest.raises(RmdataError, match="data.max_length=1"):
         tokenize_corpus([], tok, max_length=1, reward_token=resolve_reward_token(tok))
+
+
+def test_fast_batch_encode_is_used_only_when_it_matches_the_tokenizer(tok: Any) -> None:
+    """The backend's encode_batch_fast is checked against tokenizer(...) once; a mismatch falls back."""
+    texts = ["<|im_start|>user\nhé<|im_end|>\n", "plain"]
+    expected = [tok(text, add_special_tokens=False)["input_ids"] for text in texts]
+    encoder = _Encoder(tok, None, 64)
+    assert encoder.encode(texts) == expected and encoder._fast is not None
+
+    class Wrong:
+        def __init__(self, ids: list[int]) -> None:
+            self.ids = ids
+
+    lying = _Encoder(tok, None, 64)
+    lying._fast = lambda batch, add_special_tokens: [Wrong([0]) for _ in batch]
+    assert lying.encode(texts) == expected and lying._fast is None
