@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -41,15 +42,16 @@ class PackedBatch:
         )
 
 
-def pack_sequences(sequences: Sequence[Sequence[int]]) -> PackedBatch:
-    """Concatenate token sequences into one packed row; each must end with its reward token."""
+def pack_sequences(sequences: Sequence[Sequence[int] | np.ndarray]) -> PackedBatch:
+    """Concatenate token sequences (lists or numpy arrays) into one packed row; each ends with its reward token."""
     if not sequences or any(len(s) == 0 for s in sequences):
         raise ValueError("pack_sequences needs at least one sequence and no empty sequence")
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
     ends = torch.cumsum(lengths, 0)
     cu_seqlens = torch.zeros(len(sequences) + 1, dtype=torch.int32)
     cu_seqlens[1:] = ends.to(torch.int32)
-    input_ids = torch.tensor([tok for seq in sequences for tok in seq], dtype=torch.int64).unsqueeze(0)
+    flat = np.concatenate([np.asarray(seq, dtype=np.int64) for seq in sequences])
+    input_ids = torch.from_numpy(flat).unsqueeze(0)
     starts = torch.repeat_interleave(ends - lengths, lengths)
     position_ids = (torch.arange(int(ends[-1])) - starts).unsqueeze(0)
     return PackedBatch(

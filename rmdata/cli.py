@@ -8,6 +8,7 @@ library modules they call.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -31,7 +32,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     """Train packed reward models (InternLM2 loss) and curate data with them."""
 
@@ -46,3 +49,54 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
+
+
+@app.command()
+def train(
+    recipe: Annotated[
+        str | None, typer.Option("--recipe", "-r", help="Recipe YAML file or bundled name (default: tiny-cpu).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a recipe key, e.g. --set train.max_steps=20 (repeatable)."),
+    ] = None,
+    output_dir: Annotated[
+        str | None, typer.Option("--output-dir", "-o", help="Run directory (default rmdata-out/runs/<name>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in the output directory from its latest checkpoint.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Delete an existing run in the output directory first.")
+    ] = False,
+    keys: Annotated[
+        bool, typer.Option("--keys", help="List every recipe key with its type, default and meaning, then exit.")
+    ] = False,
+) -> None:
+    """Train a reward model on packed preference pairs (InternLM2 loss).
+
+    With no arguments it trains the embedded tiny demo on CPU (about a minute, offline).
+    """
+    from rmdata.config import iter_keys, load_recipe
+
+    if keys:
+        for key, type_name, default, help_text in iter_keys():
+            typer.echo(f"{key:34} {type_name:40} {default!r:>12}  {help_text}")
+        return
+    resolved = load_recipe(recipe, overrides or [])
+    from rmdata.runs import run_dir_for
+    from rmdata.train import train as run_training
+
+    run = run_dir_for(resolved, output_dir)
+    result = run_training(resolved, run, resume=resume, overwrite=overwrite)
+    if result.interrupted:
+        typer.echo(f"interrupted at step {result.steps}; checkpoint saved. Continue with: rmdata train --resume ...")
+        raise typer.Exit(130)
+    typer.echo(f"run: {run.path}")
+    if result.eval is not None:
+        e = result.eval
+        typer.echo(
+            f"eval: accuracy {e['accuracy']:.4f} on {int(e['pairs'])} pairs, chosen {e['chosen_mean']:.3f}, "
+            f"rejected {e['rejected_mean']:.3f}"
+        )
+    typer.echo(f"model: {run.final}  (loads with AutoModelForSequenceClassification)")
