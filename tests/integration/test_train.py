@@ -13,21 +13,9 @@ from rmdata.config import Recipe, load_recipe
 from rmdata.errors import RmdataError
 from rmdata.runs import RunDir
 from rmdata.train import train
+from tests.helpers import write_pairs
 
 TIMING_KEYS = {"tokens_per_s"}
-
-
-def write_pairs(path: Path, n: int = 48) -> Path:
-    """Format-following pairs in the shape of the bundled demo data, small enough for seconds of training."""
-    rows = []
-    for i in range(n):
-        word = f"item{i % 7}"
-        upper = i % 2 == 0
-        prompt = f"Write {word} number {i} in {'uppercase' if upper else 'lowercase'}."
-        good, bad = (word.upper(), word.lower()) if upper else (word.lower(), word.upper())
-        rows.append({"prompt": prompt, "chosen": good, "rejected": bad, "id": i})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def tiny_recipe(data: Path, *extra: str) -> Recipe:
