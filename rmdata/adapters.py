@@ -1,0 +1,122 @@
+"""LoRA and QLoRA on the trunk, and the plain (merged, dequantized) weights that an export writes.
+
+- LoRA: peft adapters on every ``nn.Linear`` of the trunk, found by type, not by Llama module names (the trunk
+  has no LM head, so "every linear layer" is exactly the attention and MLP projections of any architecture).
+- QLoRA: the trunk is loaded with bitsandbytes 4-bit nf4 weights and double quantization, computing in
+  bfloat16 on CUDA and float32 on CPU; ``prepare_model_for_kbit_training`` then freezes it and keeps the
+  remaining (norm, embedding) weights in float32; then LoRA as above.
+- Export: each adapted weight is rebuilt in float32 as ``W + scale * B @ A``, where a 4-bit ``W`` is first
+  dequantized to float32, and written in the export dtype. The adapters themselves are never touched, so the
+  training model is unchanged by a save.
+
+peft and bitsandbytes are imported here only, inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rmdata.errors import RmdataError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+BNB_INSTALL = "pip install 'bitsandbytes>=0.45'"
+
+
+def require_bitsandbytes() -> Any:
+    """The bitsandbytes module, or an RmdataError naming the install command."""
+    try:
+        import bitsandbytes
+    except Exception as err:  # missing, or a broken build that fails on import
+        raise RmdataError(
+            f"model.finetune=qlora needs bitsandbytes, which did not import ({type(err).__name__}: {err}); "
+            f"install it with `{BNB_INSTALL}`, or set model.finetune=lora"
+        ) from err
+    return bitsandbytes
+
+
+def quantization_config(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
+    """4-bit nf4 with double quantization; matmuls run in ``compute_dtype``."""
+    require_bitsandbytes()
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def prepare_quantized(trunk: torch.nn.Module) -> None:
+    """peft's k-bit preparation: freeze everything, float32 for the non-quantized weights.
+
+    Gradient checkpointing is left to the caller (non-reentrant, which needs no input-gradient hook).
+    """
+    from peft import prepare_model_for_kbit_training
+
+    prepare_model_for_kbit_training(trunk, use_gradient_checkpointing=False)
+
+
+def linear_module_names(trunk: torch.nn.Module) -> list[str]:
+    """Full names of every ``nn.Linear`` in the trunk (bitsandbytes' 4-bit layers subclass it)."""
+    import torch
+
+    return [name for name, module in trunk.named_modules() if isinstance(module, torch.nn.Linear)]
+
+
+def add_lora(trunk: torch.nn.Module, rank: int, alpha: int, dropout: float) -> list[str]:
+    """Inject LoRA adapters into every linear layer of ``trunk`` in place; only adapters stay trainable.
+
+    Returns the adapted module names.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = linear_module_names(trunk)
+    if not targets:
+        raise RmdataError(f"{type(trunk).__name__} has no nn.Linear layers to put LoRA adapters on; use finetune=full")
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    inject_adapter_in_model(config, trunk)
+    for name, param in trunk.named_parameters():
+        param.requires_grad = "lora_" in name
+    return targets
+
+
+def _dense_weight(layer: torch.nn.Module) -> torch.Tensor:
+    """A linear layer's weight ``[out, in]`` in float32, dequantizing bitsandbytes 4-bit weights."""
+    weight: Any = layer.weight
+    if getattr(weight, "quant_state", None) is not None:
+        bnb = require_bitsandbytes()
+        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state).float()
+    return weight.detach().float()
+
+
+def plain_state_dict(trunk: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The trunk's weights under the plain architecture's names, LoRA merged and 4-bit dequantized, in ``dtype``.
+
+    Floating tensors are cast to ``dtype``; integer buffers are kept as they are.
+    """
+    replaced: dict[str, torch.Tensor] = {}
+    done: list[str] = []
+    for name, module in trunk.named_modules():
+        if any(name.startswith(prefix) for prefix in done):
+            continue
+        base = module.get_base_layer() if hasattr(module, "lora_A") else module
+        is_lora = base is not module
+        if not is_lora and getattr(getattr(module, "weight", None), "quant_state", None) is None:
+            continue
+        weight = _dense_weight(base)
+        if is_lora and not getattr(module, "merged", False):
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    weight = weight + module.get_delta_weight(adapter).detach().float()
+        replaced[f"{name}.weight"] = weight
+        if getattr(base, "bias", None) is not None:
+            replaced[f"{name}.bias"] = base.bias.detach()
+        done.append(f"{name}.")
+
+    state = {key: value.detach() for key, value in trunk.state_dict().items() if not key.startswith(tuple(done))}
+    state.update(replaced)
+    return {key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()}
