@@ -7,6 +7,7 @@ library modules they call.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -112,3 +113,38 @@ def convert_gguf(
     from rmdata.convert import convert_gguf as convert
 
     typer.echo(f"wrote {convert(gguf_file, out_dir)}")
+@app.command()
+def inspect(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True,
+            show_default=False,
+            help="Files (.jsonl/.json, also .gz/.zst; .parquet; .csv) or directories (datasets save_to_disk, "
+            "Hub layout); several are read as one input.",
+        ),
+    ],
+    data_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            show_default=False,
+            help="Input format (default: detected from the record keys): pairs, pairs-implicit, hh, messages, "
+            "prompt-response, alpaca, multi-response.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
+) -> None:
+    """Detect the format, validate every record and summarize lengths; exit 1 if any record is invalid.
+
+    Errors name the record as file:line (JSON lines, 1-based) or file:row (other formats, 0-based).
+    """
+    from rmdata.inspect import inspect_paths, render_report
+
+    report = inspect_paths([str(p) for p in paths], data_format)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        render_report(report)
+    raise typer.Exit(1 if report.invalid else 0)
