@@ -61,7 +61,9 @@ class InputInfo:
     files: list[str]
     split: str | None = None
     splits: list[str] = field(default_factory=list)  # every split the directory holds
-    records: int = 0
+    records: int = 0  # filled in while reading
+    format: str | None = None  # filled in by the loader
+    detection: str = ""  # how the format was chosen: "given", or "detected from the keys of ..."
 
     def describe(self) -> str:
         if self.layout == "file":
@@ -286,13 +288,14 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
+        what = f"{err.msg.removesuffix(' at')} at column {err.colno}"  # "Invalid control character at"
         if last and not line.endswith(b"\n"):
             message = (
-                f"truncated last line: {err.msg} at column {err.colno}, and the file does not end with a "
-                "newline (was it cut off while being written?)"
+                f"truncated last line: {what}, and the file does not end with a newline "
+                "(was it cut off while being written?)"
             )
         else:
-            message = f"malformed JSON: {err.msg} at column {err.colno}"
+            message = f"malformed JSON: {what}"
         return RawRecord(location, None, message, text.rstrip("\r\n"))
     if not isinstance(value, dict):
         return RawRecord(location, None, f"a record must be a JSON object; got {describe(value)}", text.rstrip("\r\n"))
