@@ -17,6 +17,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from rmdata.normalize import RESPONSE_INDEX
+
 MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
 PROMPT = pl.List(MESSAGE)
 ARROW_PROMPT = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -38,7 +40,6 @@ CORPUS_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String(),
     "source": pl.String(),
 }
-RESPONSE_INDEX = "response_index"  # multi-response only: position of the response in its record's list
 
 
 def prompt_id(messages: Sequence[dict[str, str]]) -> str:
