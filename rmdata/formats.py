@@ -22,8 +22,9 @@ from typing import Any, Literal
 import polars as pl
 
 from rmdata.errors import RmdataError
+from rmdata.inputs import InputInfo, resolve_input
 from rmdata.normalize import FORMATS, Format, Row, guess_format
-from rmdata.readers import Batch, InputInfo, iter_batches, resolve_input
+from rmdata.readers import Batch, iter_batches
 from rmdata.schema import carried_column, core_frame, core_schema, unify_carried
 from rmdata.validation import Problems, RecordError
 
