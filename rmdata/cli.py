@@ -16,6 +16,7 @@ import typer
 
 from rmdata import __version__
 from rmdata.errors import RmdataError
+from rmdata.normalize import FORMATS
 
 app = typer.Typer(
     name="rmdata",
@@ -127,11 +128,7 @@ def inspect(
     data_format: Annotated[
         str | None,
         typer.Option(
-            "--format",
-            "-f",
-            show_default=False,
-            help="Input format (default: detected from the record keys): pairs, pairs-implicit, hh, messages, "
-            "prompt-response, alpaca, multi-response.",
+            "--format", "-f", show_default=False, help=f"Input format (default: detected): {', '.join(FORMATS)}."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,

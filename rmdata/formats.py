@@ -1,9 +1,10 @@
 """Load input files as normalized, validated records: the data layer's one entry point.
 
-``load_dataset_records(paths)`` reads every record (see :mod:`rmdata.readers`), detects the format from
-the records' keys unless one is given (see :mod:`rmdata.normalize`), validates every record, and returns
-the valid rows in the normalized schema (see :mod:`rmdata.schema`). Input columns a format does not read
-are carried through untouched; one whose name a normalized column takes is renamed ``<name>_input``.
+``load_dataset_records(paths)`` reads every record (see :mod:`rmdata.readers`), detects each input's
+format from its records' keys unless one is given (see :mod:`rmdata.normalize`), validates every record,
+and returns the valid rows in the normalized schema (see :mod:`rmdata.schema`). Input columns a format
+does not read are carried through untouched; one whose name a normalized column takes is renamed
+``<name>_input``.
 
 Policy for bad records: ``on_error="raise"`` validates everything, then raises one RmdataError listing
 them (capped); ``on_error="skip"`` returns them as ``rejects`` (with their reasons) next to the valid rows.
@@ -21,8 +22,9 @@ from typing import Any, Literal
 import polars as pl
 
 from rmdata.errors import RmdataError
+from rmdata.inputs import InputInfo, resolve_input
 from rmdata.normalize import FORMATS, Format, Row, guess_format
-from rmdata.readers import Batch, InputInfo, iter_batches, resolve_input
+from rmdata.readers import Batch, iter_batches
 from rmdata.schema import carried_column, core_frame, core_schema, unify_carried
 from rmdata.validation import Problems, RecordError
 
@@ -32,14 +34,14 @@ MAX_SHOWN = 20  # errors listed in a raised RmdataError
 
 @dataclass
 class LoadedData:
-    format: str
+    format: str  # the inputs' formats, joined by "+" when they differ (e.g. "pairs+hh")
     kind: str  # "pairs" or "corpus"
     frame: pl.DataFrame  # valid rows, normalized schema + carried columns
     records: int  # raw records read (valid or not)
     errors: list[RecordError] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)  # one per invalid record, JSON-ready
     inputs: list[InputInfo] = field(default_factory=list)
-    detected: bool = True  # format detected from the records (False: given by the caller)
+    detected: bool = True  # formats detected from the records (False: given by the caller)
     notes: list[str] = field(default_factory=list)  # decisions worth telling the user
 
     @property
@@ -58,7 +60,11 @@ def load_dataset_records(
     *,
     batch_size: int = 2048,
 ) -> LoadedData:
-    """Read, detect, validate and normalize every record of ``paths`` (one format across all of them)."""
+    """Read, detect, validate and normalize every record of ``paths``.
+
+    Each path's format is detected on its own (``format`` forces one for all); their kinds must agree, so
+    ``pairs.jsonl`` and ``hh.jsonl`` load together, but preference pairs and corpus rows do not.
+    """
     if on_error not in ("raise", "skip"):
         raise RmdataError(f"on_error={on_error!r}: must be raise or skip")
     if format is not None and format not in FORMATS:
@@ -66,13 +72,22 @@ def load_dataset_records(
     if not paths:
         raise RmdataError("no input files given")
     inputs = [resolve_input(str(p)) for p in paths]
-    head, rest = _head(_batches(inputs, batch_size), DETECT_SAMPLE)
-    fmt, note = _choose_format(format, head, inputs)
-    loader = _Loader(fmt, detected=format is None)
-    loader.notes.append(note)
-    for batch in chain(head, rest):
-        loader.add(batch)
-    loaded = loader.finish(inputs)
+    loader: _Loader | None = None
+    for info in inputs:
+        head, rest = _head(_batches(info, batch_size), DETECT_SAMPLE)
+        fmt = _choose_format(format, head, info)
+        if loader is None:
+            loader = _Loader(fmt.kind)
+        elif fmt.kind != loader.kind:
+            first = inputs[0]
+            raise RmdataError(
+                f"{info.path} holds {fmt.kind} records ({fmt.name}) but {first.path} holds {loader.kind} records "
+                f"({first.format}); preference pairs and corpus rows cannot be read as one input, load them separately"
+            )
+        for batch in chain(head, rest):
+            loader.add(batch, fmt, info, detected=format is None)
+    assert loader is not None
+    loaded = loader.finish(inputs, detected=format is None)
     if loaded.errors and on_error == "raise":
         raise RmdataError(format_errors(loaded))
     return loaded
@@ -91,11 +106,10 @@ def format_errors(loaded: LoadedData, limit: int = MAX_SHOWN) -> str:
     return "\n".join(lines)
 
 
-def _batches(inputs: list[InputInfo], batch_size: int) -> Iterator[Batch]:
-    for info in inputs:
-        for batch in iter_batches(info, batch_size):
-            info.records += len(batch.records)
-            yield batch
+def _batches(info: InputInfo, batch_size: int) -> Iterator[Batch]:
+    for batch in iter_batches(info, batch_size):
+        info.records += len(batch.records)
+        yield batch
 
 
 def _head(batches: Iterator[Batch], sample: int) -> tuple[list[Batch], Iterator[Batch]]:
@@ -109,31 +123,32 @@ def _head(batches: Iterator[Batch], sample: int) -> tuple[list[Batch], Iterator[
     return head, batches
 
 
-def _choose_format(given: str | None, head: list[Batch], inputs: list[InputInfo]) -> tuple[Format, str]:
+def _choose_format(given: str | None, head: list[Batch], info: InputInfo) -> Format:
+    """The given format, or the one most of the input's first records point to (recorded on ``info``)."""
     if given is not None:
-        return FORMATS[given], f"format {given} (given)"
+        info.format, info.detection = given, "given"
+        return FORMATS[given]
     values = [r.value for batch in head for r in batch.records if r.value is not None][:DETECT_SAMPLE]
     votes = Counter(name for name in map(guess_format, values) if name is not None)
     if not votes:
         keys = sorted({key for value in values for key in value})
         known = "; ".join(f"{f.name} ({', '.join(f.required)})" for f in FORMATS.values())
-        where = ", ".join(info.path for info in inputs)
         raise RmdataError(
-            f"{where}: cannot tell the format: records have keys {', '.join(keys) or '(none readable)'}; "
+            f"{info.path}: cannot tell the format: records have keys {', '.join(keys) or '(none readable)'}; "
             f"rmdata reads {known}; rename the columns or choose a format (--format / data.format)"
         )
     name, count = votes.most_common(1)[0]
-    return FORMATS[name], f"format {name} detected from the keys of {count} of the first {len(values)} records"
+    info.format, info.detection = name, f"detected from the keys of {count} of the first {len(values)} records"
+    return FORMATS[name]
 
 
 class _Loader:
     """Validates and normalizes batches, collecting valid rows as frames and invalid records as rejects."""
 
-    def __init__(self, fmt: Format, detected: bool) -> None:
-        self.fmt = fmt
-        self.detected = detected
-        self.multi = fmt.name == "multi-response"
-        self.core = set(core_schema(fmt.kind, self.multi))
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.multi = False  # some input is multi-response: the frame has response_index
+        self.core = set(core_schema(kind, multi_response=True))  # names a carried column may not take
         self.frames: list[pl.DataFrame] = []
         self.errors: list[RecordError] = []
         self.rejects: list[dict[str, Any]] = []
@@ -141,7 +156,9 @@ class _Loader:
         self.notes: list[str] = []
         self.renamed: dict[str, str] = {}
 
-    def add(self, batch: Batch) -> None:
+    def add(self, batch: Batch, fmt: Format, info: InputInfo, detected: bool) -> None:
+        multi = fmt.name == "multi-response"
+        self.multi |= multi
         rows: list[Row] = []
         sources: list[str] = []
         take: list[int] = []
@@ -151,7 +168,7 @@ class _Loader:
                 self._reject(raw.location, [(None, raw.error or "unreadable")], "unreadable_record", None, raw.text)
                 continue
             problems = Problems()
-            kept = self._normalize(raw.value, problems)
+            kept = _normalize(raw.value, fmt, problems, info if detected else None)
             if problems:
                 reason = "invalid_response" if kept else "invalid_record"
                 self._reject(raw.location, problems.items, reason, raw.value, None, kept=len(kept))
@@ -159,24 +176,9 @@ class _Loader:
             sources += [raw.location] * len(kept)
             take += [i] * len(kept)
         if rows:
-            core = core_frame(self.fmt.kind, rows, sources, self.multi)
-            extras = self._extras(batch, take)
+            core = core_frame(fmt.kind, rows, sources, multi)
+            extras = self._extras(batch, take, set(fmt.consumed))
             self.frames.append(core.hstack(extras.get_columns()) if extras.width else core)
-
-    def _normalize(self, record: dict[str, Any], problems: Problems) -> list[Row]:
-        missing = [key for key in self.fmt.required if record.get(key) is None]
-        if not missing:
-            return self.fmt.normalize(record, problems)
-        guess = guess_format(record)
-        if self.detected and guess is not None and guess != self.fmt.name:
-            problems.add(
-                missing[0],
-                f"record is in the {guess} format (keys {', '.join(FORMATS[guess].required)}), not {self.fmt.name} "
-                "like the rest of the input; one load reads one format",
-            )
-        for key in missing if not problems else []:
-            problems.add(key, f'missing key "{key}" ({self.fmt.name} records need {", ".join(self.fmt.required)})')
-        return []
 
     def _reject(
         self,
@@ -199,8 +201,7 @@ class _Loader:
             entry["raw"] = text  # the line (or item) that could not be read as a record
         self.rejects.append(entry)
 
-    def _extras(self, batch: Batch, take: list[int]) -> pl.DataFrame:
-        consumed = set(self.fmt.consumed)
+    def _extras(self, batch: Batch, take: list[int], consumed: set[str]) -> pl.DataFrame:
         if batch.frame is not None:
             names = [c for c in batch.frame.columns if c not in consumed]
             frame = batch.frame.select(names)[take] if names else pl.DataFrame()
@@ -221,12 +222,30 @@ class _Loader:
             self.notes.append(f"input column {name} is carried as {new} ({name} is a normalized column)")
         return self.renamed[name]
 
-    def finish(self, inputs: list[InputInfo]) -> LoadedData:
+    def finish(self, inputs: list[InputInfo], detected: bool) -> LoadedData:
         if not self.frames:
-            frame = pl.DataFrame(schema=core_schema(self.fmt.kind, self.multi))
+            frame = pl.DataFrame(schema=core_schema(self.kind, self.multi))
         else:
             frame = unify_carried(self.frames, self.notes)
+        names = "+".join(dict.fromkeys(info.format or "" for info in inputs))
         return LoadedData(
-            self.fmt.name, self.fmt.kind, frame, self.records, self.errors, self.rejects, inputs, self.detected,
-            self.notes,
-        )  # fmt: skip
+            names, self.kind, frame, self.records, self.errors, self.rejects, inputs, detected, self.notes
+        )
+
+
+def _normalize(record: dict[str, Any], fmt: Format, problems: Problems, detected_in: InputInfo | None) -> list[Row]:
+    """Normalize one record; a record missing the format's keys is named as another format when it is one."""
+    missing = [key for key in fmt.required if record.get(key) is None]
+    if not missing:
+        return fmt.normalize(record, problems)
+    guess = guess_format(record)
+    if detected_in is not None and guess is not None and guess != fmt.name:
+        problems.add(
+            missing[0],
+            f"record is in the {guess} format (keys {', '.join(FORMATS[guess].required)}), not {fmt.name} like "
+            f"the rest of {detected_in.path}; one input holds one format",
+        )
+        return []
+    for key in missing:
+        problems.add(key, f'missing key "{key}" ({fmt.name} records need {", ".join(fmt.required)})')
+    return []

@@ -23,7 +23,11 @@ def parse_transcript(value: Any, field: str, problems: Problems) -> list[Message
     text = value.lstrip()
     marks = list(_TURN.finditer(text))
     if not marks:
-        problems.add(field, f'{field} is not an HH transcript: no "Human:" / "Assistant:" turns found')
+        problems.add(
+            field,
+            f'{field} is not an HH transcript: no "Human:" / "Assistant:" turns found '
+            "(pairs of plain strings need a prompt column)",
+        )
         return None
     if marks[0].start() > 0:
         problems.add(field, f"{field} must start with a Human: turn; got {describe(text[: marks[0].start()])} first")

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from rmdata.formats import LoadedData, load_dataset_records
-from rmdata.readers import InputInfo
+from rmdata.inputs import InputInfo
 from rmdata.validation import RecordError
 
 STATS = ("min", "median", "p95", "max")
@@ -68,8 +68,9 @@ def inspect_paths(paths: Sequence[str], format: str | None = None) -> InspectRep
 
 
 def _input_dict(info: InputInfo) -> dict[str, Any]:
-    return {"path": info.path, "layout": info.layout, "split": info.split, "files": len(info.files),
-            "records": info.records}  # fmt: skip
+    return {"path": info.path, "layout": info.layout, "split": info.split, "splits": info.splits,
+            "files": len(info.files), "records": info.records, "format": info.format,
+            "detection": info.detection}  # fmt: skip
 
 
 def length_summary(loaded: LoadedData) -> dict[str, dict[str, dict[str, float]]]:
@@ -106,15 +107,18 @@ def render_report(report: InspectReport, max_errors: int = 20) -> None:
 
     console = Console(highlight=False, soft_wrap=True)  # long paths and messages stay on one line
     for item in report.inputs:
+        others = [s for s in item["splits"] if s != item["split"]]
         split = f", split {item['split']}" if item["split"] else ""
+        split += f" (also holds {', '.join(others)})" if others else ""
         files = f", {item['files']} files" if item["files"] > 1 else ""
-        console.print(f"[bold]{item['path']}[/] ({item['layout']}{split}{files}): {item['records']} records")
+        fmt = f"{item['format']} ({item['detection']})"
+        console.print(f"[bold]{item['path']}[/] ({item['layout']}{split}{files}): {item['records']} records, {fmt}")
     how = "detected" if report.detected else "given"
     console.print(f"format [bold]{report.format}[/] ({how}), kind [bold]{report.kind}[/]")
     status = "[green]all valid[/]" if report.invalid == 0 else f"{report.valid} valid, [red]{report.invalid} invalid[/]"
     rows = f" ({report.rows} normalized rows)" if report.rows != report.valid else ""
     console.print(f"records {report.records}: {status}{rows}")
-    for note in report.notes[1:]:  # the first note says how the format was chosen, shown above
+    for note in report.notes:
         console.print(f"note: {note}")
     if report.errors:
         console.print(f"[bold red]errors[/] (first {min(max_errors, len(report.errors))} of {len(report.errors)}):")

@@ -4,6 +4,8 @@ Each normalizer takes one raw record (whose required keys are present) and a :cl
 returns the record's valid normalized rows: ``{prompt, chosen, rejected, margin}`` for pairs,
 ``{prompt, response}`` for corpus rows (plus ``response_index`` for multi-response). A record with a
 problem returns no rows, except multi-response, where only the bad responses are left out.
+
+Pure Python (no polars): the CLI imports :data:`FORMATS` at startup for its ``--format`` choices.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmdata.hh import split_pair
-from rmdata.schema import RESPONSE_INDEX
 from rmdata.validation import (
     Message,
     Problems,
@@ -29,6 +30,7 @@ from rmdata.validation import (
 
 Row = dict[str, Any]
 Record = dict[str, Any]
+RESPONSE_INDEX = "response_index"  # multi-response only: position of the response in its record's list
 
 
 @dataclass(frozen=True)

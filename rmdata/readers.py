@@ -1,9 +1,9 @@
 """Input files -> raw records, each with its location, streamed in batches.
 
-Readers: JSON lines (``.jsonl``/``.ndjson``, also ``.gz`` and ``.zst``), JSON arrays (``.json``; a ``.json``
-file that does not start with ``[`` is read as JSON lines), Parquet, CSV (every cell read as text), a
-``datasets`` ``save_to_disk`` directory, and a directory of data files in Hugging Face Hub layout
-(``data/train-00000-of-00001.parquet``; the ``train`` split unless the directory has a single other split).
+Readers: JSON lines (``.jsonl``/``.ndjson``, also ``.gz`` and ``.zst``, read line by line), JSON arrays
+(``.json``; a ``.json`` file that does not start with ``[`` is read as JSON lines), Parquet and CSV
+(polars lazy scans, streamed in batches; CSV cells are read as text), and the Arrow files of a
+``datasets`` ``save_to_disk`` directory (memory-mapped). Which files to read: :mod:`rmdata.inputs`.
 
 Locations: ``file:line`` (1-based) for JSON lines; ``file:row`` (0-based, as in ``frame[row]`` or
 ``dataset[row]``) for every other reader. A line that cannot be read becomes a record with an error, so
@@ -16,26 +16,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 import zstandard
 
 from rmdata.errors import RmdataError
+from rmdata.inputs import InputInfo, file_kind
 from rmdata.validation import describe
-
-JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
-COMPRESSIONS = (".gz", ".zst")
-SPLIT_WORDS = {
-    "train": ("train", "training"),
-    "validation": ("validation", "valid", "val", "dev"),
-    "test": ("test", "testing", "eval", "evaluation"),
-}
 
 
 @dataclass
@@ -50,106 +41,6 @@ class RawRecord:
 class Batch:
     records: list[RawRecord]
     frame: pl.DataFrame | None = None  # columnar readers: the rows as read, aligned with records
-
-
-@dataclass
-class InputInfo:
-    """One path the user gave, resolved to the files that are read."""
-
-    path: str
-    layout: str  # "file", "hub" or "save_to_disk"
-    files: list[str]
-    split: str | None = None
-    splits: list[str] = field(default_factory=list)  # every split the directory holds
-    records: int = 0
-
-    def describe(self) -> str:
-        if self.layout == "file":
-            return self.path
-        others = [s for s in self.splits if s != self.split]
-        also = f"; also holds {', '.join(others)}" if others else ""
-        return f"{self.path} ({self.layout}, split {self.split}: {len(self.files)} file(s){also})"
-
-
-def file_kind(path: str) -> str:
-    """``jsonl``, ``json``, ``parquet`` or ``csv`` from the file name; RmdataError for anything else."""
-    name = path.lower()
-    for comp in COMPRESSIONS:
-        if name.endswith(comp):
-            name = name[: -len(comp)]
-            if not name.endswith(JSON_SUFFIXES):
-                raise RmdataError(f"{path}: {comp} compression is read for JSON lines files only")
-    if name.endswith((".jsonl", ".ndjson")):
-        return "jsonl"
-    if name.endswith(".json"):
-        return "json"
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith(".csv"):
-        return "csv"
-    raise RmdataError(
-        f"{path}: unknown file type; rmdata reads .jsonl/.ndjson/.json (optionally .gz or .zst), .parquet, "
-        ".csv, a datasets save_to_disk directory or a Hub-layout directory of those files"
-    )
-
-
-def resolve_input(path: str) -> InputInfo:
-    """What to read for one user path: the file itself, or a directory's files of one split."""
-    p = Path(path)
-    if not p.exists():
-        raise RmdataError(f"{path}: no such file or directory")
-    if p.is_file():
-        file_kind(path)
-        return InputInfo(path, "file", [path])
-    if (p / "dataset_dict.json").is_file():
-        splits = json.loads((p / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
-        split = pick_split(path, splits)
-        info = resolve_input(str(p / split))
-        return InputInfo(path, "save_to_disk", info.files, split, list(splits))
-    if (p / "state.json").is_file():
-        state = json.loads((p / "state.json").read_text(encoding="utf-8"))
-        files = [str(p / f["filename"]) for f in state.get("_data_files", [])]
-        return InputInfo(path, "save_to_disk", files, state.get("_split"), [])
-    return _resolve_hub_dir(p)
-
-
-def split_of(relative: Path) -> str:
-    """The split a Hub file belongs to, from a split word in its name, else its folders; else train."""
-    for part in [relative.name, *reversed(relative.parts[:-1])]:
-        words = set(re.split(r"[^a-z0-9]+", part.lower()))
-        for split, names in SPLIT_WORDS.items():
-            if words & set(names):
-                return split
-    return "train"
-
-
-def pick_split(path: str, splits: list[str]) -> str:
-    """``train`` when present, else the only split; several splits without train is an error."""
-    if "train" in splits:
-        return "train"
-    if len(splits) == 1:
-        return splits[0]
-    raise RmdataError(
-        f"{path}: holds splits {', '.join(sorted(splits)) or '(none)'} and no train split; "
-        "pass the files of the split you want instead of the directory"
-    )
-
-
-def _resolve_hub_dir(p: Path) -> InputInfo:
-    by_split: dict[str, list[str]] = {}
-    for f in sorted(p.rglob("*")):
-        rel = f.relative_to(p)
-        if not f.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        try:
-            file_kind(str(f))
-        except RmdataError:
-            continue  # README.md, .gitattributes and other non-data files
-        by_split.setdefault(split_of(rel), []).append(str(f))
-    if not by_split:
-        raise RmdataError(f"{p}: directory holds no data files (.jsonl, .json, .parquet, .csv) and no saved dataset")
-    split = pick_split(str(p), list(by_split))
-    return InputInfo(str(p), "hub", by_split[split], split, sorted(by_split))
 
 
 def iter_batches(info: InputInfo, batch_size: int = 2048) -> Iterator[Batch]:
@@ -286,13 +177,14 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
+        what = f"{err.msg.removesuffix(' at')} at column {err.colno}"  # "Invalid control character at"
         if last and not line.endswith(b"\n"):
             message = (
-                f"truncated last line: {err.msg} at column {err.colno}, and the file does not end with a "
-                "newline (was it cut off while being written?)"
+                f"truncated last line: {what}, and the file does not end with a newline "
+                "(was it cut off while being written?)"
             )
         else:
-            message = f"malformed JSON: {err.msg} at column {err.colno}"
+            message = f"malformed JSON: {what}"
         return RawRecord(location, None, message, text.rstrip("\r\n"))
     if not isinstance(value, dict):
         return RawRecord(location, None, f"a record must be a JSON object; got {describe(value)}", text.rstrip("\r\n"))

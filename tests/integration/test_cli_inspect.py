@@ -68,7 +68,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rmdata", *args], capture_output=True, text=True, env=env, cwd=REPO)
 
 
-def test_process_exit_codes(write_jsonl) -> None:
+def test_process_exit_codes(write_jsonl, tmp_path: Path) -> None:
     good = write_jsonl("good.jsonl", [PAIR])
     bad = write_jsonl("bad.jsonl", [PAIR, {**PAIR, "rejected": ""}])
     assert run_cli("inspect", str(good)).returncode == 0
@@ -79,6 +79,10 @@ def test_process_exit_codes(write_jsonl) -> None:
         "error: format 'chat' is not one rmdata reads; choose one of pairs, pairs-implicit, hh, messages, "
         "prompt-response, alpaca, multi-response"
     ]
+    (tmp_path / "empty.jsonl").write_text("")
+    empty = run_cli("inspect", str(tmp_path / "empty.jsonl"))
+    assert (empty.returncode, empty.stderr.count("\n"), "Traceback" in empty.stderr) == (2, 1, False)
+    assert "empty.jsonl: empty file, no records in it" in empty.stderr
 
 
 def test_cli_module_imports_no_heavy_library() -> None:

@@ -69,13 +69,16 @@ def test_mixed_formats_in_one_file_flag_the_minority(write_jsonl) -> None:
     got = load_dataset_records([path], on_error="skip")
     assert got.format == "pairs" and got.frame.height == 2
     assert [str(e) for e in got.errors] == [
-        f"{path}:2: record is in the alpaca format (keys instruction, output), not pairs like the rest of the "
-        "input; one load reads one format",
+        f"{path}:2: record is in the alpaca format (keys instruction, output), not pairs like the rest of {path}; "
+        "one input holds one format",
         f'{path}:4: missing key "prompt" (pairs records need prompt, chosen, rejected)',
         f'{path}:4: missing key "chosen" (pairs records need prompt, chosen, rejected)',
         f'{path}:4: missing key "rejected" (pairs records need prompt, chosen, rejected)',
     ]
-    assert got.notes[0] == "format pairs detected from the keys of 2 of the first 4 records"
+    assert (got.inputs[0].format, got.inputs[0].detection) == (
+        "pairs",
+        "detected from the keys of 2 of the first 4 records",
+    )
 
 
 def test_given_format_wins_over_detection_and_reports_missing_keys(write_jsonl) -> None:
@@ -180,6 +183,18 @@ def test_parquet_columns_keep_their_types(tmp_path: Path) -> None:
     assert got.frame.schema["when"] == pl.Date and got.frame.schema["n"] == pl.Int16
     assert got.frame["n"].to_list() == [1, 2, 3] and got.frame["margin"].to_list() == [1.0, None, 0.5]
     assert got.frame["source"].to_list() == [f"{tmp_path / 'p.parquet'}:{i}" for i in range(3)]
+
+
+def test_each_input_has_its_own_format_and_kinds_must_agree(write_jsonl) -> None:
+    pairs = write_jsonl("a.jsonl", [PAIR])
+    transcript = "\n\nHuman: Hi\n\nAssistant: "
+    hh = write_jsonl("b.jsonl", [{"chosen": transcript + "Hey", "rejected": transcript + "No"}])
+    got = load_dataset_records([pairs, hh])
+    assert (got.format, got.kind, got.frame.height) == ("pairs+hh", "pairs", 2)
+    assert got.frame["prompt_id"].n_unique() == 1  # the same prompt from two formats gets one id
+    corpus = write_jsonl("c.jsonl", [ALPACA])
+    with pytest.raises(RmdataError, match=r"c\.jsonl holds corpus records \(alpaca\) but .*a\.jsonl holds pairs"):
+        load_dataset_records([pairs, corpus])
 
 
 def test_several_inputs_read_as_one(tmp_path: Path, write_jsonl) -> None:

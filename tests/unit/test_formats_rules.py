@@ -153,7 +153,8 @@ def test_hh_rule_violations(load) -> None:
         "chosen turn 2 is Human, expected Assistant (turns must alternate Human, Assistant)",
         "chosen turn 2 (Assistant) is empty",
         "chosen must end with an Assistant turn (the reply being judged); it ends with Human",
-        'chosen is not an HH transcript: no "Human:" / "Assistant:" turns found',
+        'chosen is not an HH transcript: no "Human:" / "Assistant:" turns found '
+        "(pairs of plain strings need a prompt column)",
         'rejected must start with a Human: turn; got string "Note first" first',
     ]
 

@@ -36,7 +36,10 @@ def test_report_counts_and_json_keys(write_jsonl, capsys) -> None:
     assert [e["location"] for e in out["errors"]] == [f"{path}:2", f"{path}:3"]
     assert out["errors"][0]["field"] == "rejected"
     assert set(out["lengths"]) == {"prompt", "chosen", "rejected"}
-    assert out["inputs"] == [{"path": str(path), "layout": "file", "split": None, "files": 1, "records": 3}]
+    assert out["inputs"] == [
+        {"path": str(path), "layout": "file", "split": None, "splits": [], "files": 1, "records": 3,
+         "format": "pairs", "detection": "detected from the keys of 2 of the first 2 records"},
+    ]  # fmt: skip
     render_report(report, max_errors=1)
     text = capsys.readouterr().out
     assert "format pairs (detected), kind pairs" in text
