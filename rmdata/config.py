@@ -146,7 +146,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         items = value if isinstance(value, list) else [value] if isinstance(value, str) else None
         if items is not None:
             return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(items)]
-    elif dataclasses.is_dataclass(tp):
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
             return _build(tp, value, prefix=f"{key}.")
     elif tp is bool:
@@ -199,7 +199,7 @@ def recipe_path(name_or_path: str | Path | None) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    bundled = resources.files("rmdata").joinpath("resources", "recipes", f"{name_or_path}.yaml")
+    bundled = resources.files("rmdata") / "resources" / "recipes" / f"{name_or_path}.yaml"
     if bundled.is_file():
         return Path(str(bundled))
     raise RmdataError(f"recipe {name_or_path!r} not found: give a YAML file or a bundled name ({DEFAULT_RECIPE})")
@@ -294,7 +294,7 @@ def resolve_data_path(path: str) -> str:
     if not path.startswith(BUILTIN_PREFIX):
         return path
     name = path[len(BUILTIN_PREFIX) :]
-    bundled = resources.files("rmdata").joinpath("resources", "data", f"{name}.jsonl")
+    bundled = resources.files("rmdata") / "resources" / "data" / f"{name}.jsonl"
     if not bundled.is_file():
         raise RmdataError(f"{path}: no bundled data set named {name!r}")
     return str(bundled)

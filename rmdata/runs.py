@@ -25,6 +25,7 @@ from typing import Any
 from rmdata import __version__
 from rmdata.config import Recipe, dump_recipe
 from rmdata.errors import RmdataError
+from rmdata.io import write_text_atomic
 
 DEFAULT_ROOT = Path("rmdata-out") / "runs"
 
@@ -109,12 +110,6 @@ def environment_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
