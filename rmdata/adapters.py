@@ -6,7 +6,8 @@
   bfloat16 on CUDA and float32 on CPU; ``prepare_model_for_kbit_training`` then freezes it and keeps the
   remaining (norm, embedding) weights in float32; then LoRA as above.
 - Export: each adapted weight is rebuilt in float32 as ``W + scale * B @ A``, where a 4-bit ``W`` is first
-  dequantized to float32, and written in the export dtype. The adapters themselves are never touched, so the
+  dequantized to float32, then written in the export dtype (the compute dtype: float32 on CPU, bfloat16 on
+  CUDA). The adapters themselves are never touched, so the
   training model is unchanged by a save.
 
 peft and bitsandbytes are imported here only, inside the functions that need them.

@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,14 +57,22 @@ def scoring_rule(reward_token_id: int, reward_token: str, pad_token_id: int) -> 
 
 def save_reward_model(result: BuiltModel, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``result`` as an ``AutoModelForSequenceClassification`` directory at ``out_dir``; returns it."""
-    out = Path(out_dir)
+    with atomic_directory(Path(out_dir), overwrite=overwrite) as tmp:
+        _write(result.model, result.tokenizer, tmp)
+    return Path(out_dir)
+
+
+@contextmanager
+def atomic_directory(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh directory beside ``out``; on success it replaces ``out``, on error it is removed."""
     if out.exists() and not overwrite:
         raise RmdataError(f"{out} already exists; choose another directory or remove it first")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
-        _write(result.model, result.tokenizer, tmp)
+        yield tmp
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
@@ -72,7 +82,6 @@ def save_reward_model(result: BuiltModel, out_dir: str | Path, *, overwrite: boo
             tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def _write(model: RewardModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:

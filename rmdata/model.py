@@ -7,8 +7,9 @@ only requirement on the backbone is that its attention dispatches through transf
 (checked when the model is built). Save and load live in ``rmdata.export``.
 
 Dtypes. ``model.dtype=auto`` keeps float32 weights (the training loop autocasts to bfloat16 on CUDA);
-``bfloat16`` stores the trunk in bfloat16; ``float32`` forces float32 compute. The value head and the scores
-are float32 in every case, with autocast switched off around the head.
+``bfloat16`` stores the trunk in bfloat16; ``float32`` forces float32 compute. QLoRA computes in bfloat16 on
+CUDA and float32 on CPU. The value head and the scores are float32 in every case, with autocast switched off
+around the head. An export writes the trunk in the dtype it computed in (``RewardModel.export_dtype``).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class BuiltModel:
     tokenizer: PreTrainedTokenizerBase
     reward_token: RewardToken
     attention: AttentionChoice
-    total_params: int
+    total_params: int  # stored elements: a 4-bit QLoRA weight counts as the bytes that pack it
     trainable_params: int
 
 
@@ -206,8 +207,9 @@ def build_reward_model(
 
         targets = add_lora(trunk, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
         log.info("%s: adapters on %d linear layers", cfg.finetune, len(targets))
-    if cfg.gradient_checkpointing:
-        trunk.activation_checkpointing_enable({"use_reentrant": False})
+    if cfg.gradient_checkpointing:  # non-reentrant: segment kwargs reach the recomputed layers unchanged
+        enable = getattr(trunk, "activation_checkpointing_enable", None) or trunk.gradient_checkpointing_enable
+        enable({"use_reentrant": False})  # the first is the newer transformers name of the second
     return built(model, tokenizer)
 
 

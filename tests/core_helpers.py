@@ -46,12 +46,13 @@ def tiny_config(arch: str = "llama", **overrides: Any) -> ModelConfig:
     return ModelConfig(**fields)
 
 
-def build_tiny(arch: str = "llama", seed: int = 0, **overrides: Any) -> BuiltModel:
+def build_tiny(arch: str = "llama", seed: int = 0, device: str = "cpu", **overrides: Any) -> BuiltModel:
+    """A tiny reward model; ``overrides`` are fields of the recipe's model section."""
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer()
     cfg = tiny_config(arch, **overrides)
     reward = resolve_reward_token(tokenizer, cfg.reward_token, cfg.reward_token_id)
-    return build_reward_model(cfg, tokenizer, reward)
+    return build_reward_model(cfg, tokenizer, reward, device=device)
 
 
 def randomize_head(model: RewardModel, seed: int = 1) -> None:
@@ -80,7 +81,8 @@ def transformers_sdpa(model: RewardModel) -> Iterator[None]:
 
 def unpacked_scores(model: RewardModel, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
     """Each sequence alone as an ordinary ``[1, L]`` call: default position ids, no segment arguments."""
-    hidden = [model.trunk(input_ids=torch.tensor([list(s)])).last_hidden_state[0, -1] for s in sequences]
+    device = model.value_head.weight.device
+    hidden = [model.trunk(input_ids=torch.tensor([list(s)], device=device)).last_hidden_state[0, -1] for s in sequences]
     return model.score_hidden(torch.stack(hidden))
 
 
@@ -88,11 +90,6 @@ def reference_scores(model: RewardModel, sequences: Sequence[Sequence[int]]) -> 
     """Each sequence run alone through transformers' own SDPA attention (no rmdata attention code involved)."""
     with transformers_sdpa(model):
         return unpacked_scores(model, sequences)
-
-
-def alone_scores(model: RewardModel, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Each sequence as its own one-sequence packed row, through the model's own backend."""
-    return torch.cat([model(pack_sequences([s])) for s in sequences])
 
 
 def pair_loss(scores: torch.Tensor) -> torch.Tensor:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from rmdata.batching import pack_sequences
+from rmdata.config import ModelConfig
+from rmdata.convert import convert_gguf
 from rmdata.errors import RmdataError
-from rmdata.model import RewardModel
+from rmdata.model import RewardModel, load_tokenizer
 from rmdata.templates import RewardToken
 from tests.core_helpers import (
     LENGTHS,
@@ -153,3 +156,10 @@ def test_reward_token_must_fit_the_model_and_end_every_sequence() -> None:
         RewardModel(built.model.trunk, RewardToken(300, "x", "test"), built.attention)
     with pytest.raises(RmdataError, match=re.escape("does not end with the reward token '<|reward|>' (id 260)")):
         built.model(pack_sequences([[1, 2, 3], [4, 5, built.reward_token.id]]))
+
+
+def test_a_model_path_that_does_not_load_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(RmdataError, match=r"model.name_or_path='.*nowhere': cannot load its tokenizer"):
+        load_tokenizer(ModelConfig(name_or_path=str(tmp_path / "nowhere")))
+    with pytest.raises(RmdataError, match=r"missing\.gguf is not a file"):
+        convert_gguf(tmp_path / "missing.gguf", tmp_path / "out")
