@@ -78,7 +78,7 @@ def train(
 ) -> None:
     """Train a reward model on packed preference pairs (InternLM2 loss).
 
-    With no arguments it trains the embedded tiny demo on CPU (about a minute, offline).
+    With no arguments it trains the embedded tiny demo on CPU (about half a minute, offline).
     """
     from rmdata.config import iter_keys, load_recipe
 

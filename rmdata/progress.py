@@ -40,4 +40,4 @@ class TrainProgress:
 
     def note(self, text: str) -> None:
         if self.enabled:
-            self.progress.console.print(text)
+            self.progress.console.print(text, soft_wrap=True)

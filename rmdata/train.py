@@ -33,7 +33,7 @@ from rmdata.runs import (
     truncate_metrics,
     write_json,
 )
-from rmdata.train_data import plan_steps, prepare_training_data
+from rmdata.train_data import describe, plan_steps, prepare_training_data
 
 StepHook = Callable[[int, dict[str, float]], None]
 
@@ -161,6 +161,10 @@ def train(
     interrupted = False
     params = [p for p in model.parameters() if p.requires_grad]
     with _StopFlag() as stop, TrainProgress(len(steps), start_step, enabled=show_progress) as progress:
+        progress.note(describe(data.summary, str(run.rejects / "train.jsonl") if data.rejects else None))
+        progress.note(f"attention: {built.attention.name} ({built.attention.reason}); {dtype_reason}")
+        if resumed_from is not None:
+            progress.note(f"resumed from step {resumed_from}")
         while step < len(steps):
             began = time.perf_counter()
             rows = steps[step]

@@ -153,3 +153,21 @@ def plan_steps(
         steps.extend(rows[i : i + grad_accum] for i in range(0, len(rows), grad_accum))
         epoch += 1
     return steps[:max_steps] if max_steps is not None else steps
+
+
+def describe(summary: dict[str, Any], rejects_path: str | None) -> str:
+    """One line per split for the terminal: pairs kept, drops by reason, packing efficiency."""
+    lines = []
+    for split in ("train", "eval"):
+        if split not in summary:
+            continue
+        info = summary[split]
+        dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(info["dropped"].items()))
+        line = f"{split}: {info['pairs']} pairs in {info['packing']['rows']} packed rows"
+        line += f" (efficiency {info['packing']['efficiency']:.3f})"
+        if dropped:
+            line += f"; dropped {dropped}"
+        lines.append(line)
+    if rejects_path and any(summary[s]["dropped"] for s in ("train", "eval") if s in summary):
+        lines.append(f"dropped records and reasons: {rejects_path}")
+    return "\n".join(lines)
