@@ -1,6 +1,6 @@
 """Reward-model training on packed rows (rmdata) vs TRL-style right-padded batches: real tokens/s and memory.
 
-    python benchmarks/train_packing.py                    # synthetic long-tail lengths, ~3 min on 2 CPU cores
+    python benchmarks/train_packing.py                    # synthetic long-tail lengths, ~4 min on a CPU core
     python benchmarks/train_packing.py --data prefs.jsonl --tokenizer DIR   # real pairs (pairs JSONL)
 
 Both modes train the same model (a Llama-style trunk built from the size flags, same seed, same weights;
@@ -25,6 +25,11 @@ every step after ``--warmup-steps`` untimed ones. Peak memory: the subprocess's
 included; ``rss_before_train_mb`` is what was resident before the first step), ``torch.cuda.
 max_memory_allocated`` on CUDA. ``real_token_fraction`` = real tokens / tokens the model computed, padding
 included. Prints one JSON line.
+
+Threads: one per mode by default (``--threads``). On a machine shared with other jobs a second torch thread
+stalls at every parallel op while the scheduler runs someone else, which made both modes several times
+slower and the comparison a measure of the neighbours (RESULTS.md, 2026-11-23); ``--threads 0`` uses torch's
+default (one per core) on a machine of your own.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps before the timed pass")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads in both modes (default: torch's, one per core)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads in both modes; 0 = torch's default")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)  # run one mode in this process
     return p.parse_args(argv)
@@ -130,6 +135,8 @@ def make_steps(pairs: Pairs, args: argparse.Namespace) -> dict[str, Any]:
     """Each mode's optimizer steps over the same pairs: lists of packed rows, and padded batches of B pairs."""
     plan = plan_pairs([len(s) for s in pairs.chosen], [len(s) for s in pairs.rejected], args.max_packed_length)
     rows = rows_for_epoch(plan, epoch=0, seed=args.seed)
+    if not rows:
+        raise ValueError(f"no pair fits --max-packed-length {args.max_packed_length}; nothing to train on")
     packed = [rows[i : i + args.rows_per_step] for i in range(0, len(rows), args.rows_per_step)]
     kept = np.array(sorted(u for row in rows for u in row.units))  # a pair over the budget is in neither mode
     batch_pairs = max(1, round(len(kept) / len(packed)))
@@ -235,6 +242,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         "real_token_fraction": round(real / computed, 4),
         "tokens_per_s": round(real / wall, 1),
         "wall_s": round(wall, 2),
+        "threads": torch.get_num_threads(),
         "cpu_s": round(cpu, 2),  # CPU time of the timed pass: ~threads x wall_s when the cores were ours
         "tokens_per_cpu_s": round(real / cpu, 1),  # barely moved by other processes when --threads 1
         "peak_memory_mb": round(peak, 1),
@@ -272,7 +280,6 @@ def summarize(args: argparse.Namespace, packed: dict[str, Any], padded: dict[str
     return {
         "benchmark": "train_packing",
         "device": args.device,
-        "torch_threads": args.threads or torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "transformers": _version("transformers")},
         "data": data,
         "model": {
