@@ -69,7 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=2048, help="tokens per sequence, reward token included")
     p.add_argument("--max-packed-length", type=int, default=4096, help="token budget of one packed row")
     p.add_argument("--rows-per-step", type=int, default=1, help="packed rows per optimizer step")
-    p.add_argument("--padded-order", choices=("shuffled", "length_grouped"), default="shuffled")
+    p.add_argument(
+        "--padded-order",
+        choices=("shuffled", "length_grouped"),
+        default="shuffled",
+        help="padded batches: shuffled (TRL's default sampler) or length_grouped (as group_by_length)",
+    )
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
@@ -79,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads in both modes; 0 = torch's default")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
     p.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)  # run one mode in this process
     return p.parse_args(argv)
 
