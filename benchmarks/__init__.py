@@ -1,0 +1,1 @@
+"""Benchmarks: each script compares rmdata with a baseline in one run and prints one JSON line."""
