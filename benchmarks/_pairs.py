@@ -9,7 +9,6 @@ depends on the lengths, not on which ids). Every sequence ends with the reward t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,24 +44,15 @@ def load_tokenizer(path: str | None) -> tuple[Any, int]:
 
 
 def read_pairs(path: str | Path, n: int, seed: int) -> list[dict[str, Any]]:
-    """A seeded sample of ``n`` records of a pairs JSONL file, in file order, as ``tokenize_pairs`` rows."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = []
-    for i in sorted(np.random.default_rng(seed).permutation(len(lines))[:n].tolist()):
-        record = json.loads(lines[i])
-        prompt = record["prompt"]
-        rows.append(
-            {
-                "prompt": [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt,
-                "chosen": record["chosen"],
-                "rejected": record["rejected"],
-                "prompt_id": str(i),  # carried through only; nothing joins on it here
-                "chosen_id": f"{i}c",
-                "rejected_id": f"{i}r",
-                "source": f"{path}:{i + 1}",
-            }
-        )
-    return rows
+    """A seeded sample of ``n`` preference pairs of ``path`` (any format rmdata reads), in file order."""
+    from rmdata.errors import RmdataError
+    from rmdata.formats import load_dataset_records
+
+    loaded = load_dataset_records([str(path)])
+    if loaded.kind != "pairs":
+        raise RmdataError(f"{path} holds {loaded.format} records; the benchmark needs preference pairs")
+    picked = sorted(np.random.default_rng(seed).permutation(loaded.frame.height)[:n].tolist())
+    return loaded.frame[picked].to_dicts()
 
 
 def load_pairs(

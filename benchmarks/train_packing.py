@@ -1,7 +1,7 @@
 """Reward-model training on packed rows (rmdata) vs TRL-style right-padded batches: real tokens/s and memory.
 
     python benchmarks/train_packing.py                    # synthetic long-tail lengths, ~4 min on a CPU core
-    python benchmarks/train_packing.py --data prefs.jsonl --tokenizer DIR   # real pairs (pairs JSONL)
+    python benchmarks/train_packing.py --data prefs.jsonl --tokenizer DIR   # real pairs, any pairs format
 
 Both modes train the same model (a Llama-style trunk built from the size flags, same seed, same weights;
 fp32 on CPU, bf16 autocast on CUDA) on the same pairs, with the same loss (rmdata.losses: focal + log
