@@ -2,14 +2,13 @@
 
 ``checkpoints/step-N/`` holds the trainable parameters (the whole model in full fine-tuning; adapters and
 value head with LoRA/QLoRA, whose frozen base is rebuilt from the recipe), the optimizer state, the RNG
-states and ``state.json``. A checkpoint is written to ``step-N.tmp/`` and renamed when complete, so a
-directory named ``step-N`` is always whole.
+states and ``state.json``. A checkpoint is written to a hidden temporary directory and renamed when complete,
+so a directory named ``step-N`` is always whole.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from rmdata.errors import RmdataError
+from rmdata.io import atomic_directory
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -30,22 +30,15 @@ def save_checkpoint(
     root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int
 ) -> Path:
     """Write ``root/step-<step>`` atomically and delete all but the newest ``keep`` checkpoints."""
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step}"
-    tmp = root / f"step-{step}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    torch.save(trainable_state(model), tmp / "trainable.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(rng, tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_directory(final, overwrite=True) as tmp:
+        torch.save(trainable_state(model), tmp / "trainable.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2), encoding="utf-8")
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old)
     return final

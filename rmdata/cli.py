@@ -114,6 +114,8 @@ def convert_gguf(
     from rmdata.convert import convert_gguf as convert
 
     typer.echo(f"wrote {convert(gguf_file, out_dir)}")
+
+
 @app.command()
 def inspect(
     paths: Annotated[

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from rmdata.errors import RmdataError
-from rmdata.export import atomic_directory
+from rmdata.io import atomic_directory
 
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:

@@ -19,10 +19,6 @@ written beside its destination and renamed into place, so it is either complete 
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +26,7 @@ import torch
 
 from rmdata.attention import choose_attention
 from rmdata.errors import RmdataError
+from rmdata.io import atomic_directory
 from rmdata.model import BuiltModel, RewardModel, built
 
 if TYPE_CHECKING:
@@ -60,28 +57,6 @@ def save_reward_model(result: BuiltModel, out_dir: str | Path, *, overwrite: boo
     with atomic_directory(Path(out_dir), overwrite=overwrite) as tmp:
         _write(result.model, result.tokenizer, tmp)
     return Path(out_dir)
-
-
-@contextmanager
-def atomic_directory(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh directory beside ``out``; on success it replaces ``out``, on error it is removed."""
-    if out.exists() and not overwrite:
-        raise RmdataError(f"{out} already exists; choose another directory or remove it first")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write(model: RewardModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:

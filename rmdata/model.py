@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -211,10 +210,3 @@ def build_reward_model(
         enable = getattr(trunk, "activation_checkpointing_enable", None) or trunk.gradient_checkpointing_enable
         enable({"use_reentrant": False})  # the first is the newer transformers name of the second
     return built(model, tokenizer)
-
-
-def save_reward_model(result: BuiltModel, out_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """``rmdata.export.save_reward_model``, importable from here as the training loop does."""
-    from rmdata.export import save_reward_model as save
-
-    return save(result, out_dir, overwrite=overwrite)

@@ -7,6 +7,7 @@ a resumed run needs to replay the remaining steps bit for bit on CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import time
@@ -77,25 +78,28 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def autocast_for(recipe: Recipe, device: torch.device) -> tuple[AbstractContextManager[object], str]:
-    """bf16 autocast on CUDA (unless model.dtype=float32); float32 on CPU. Returns the context and why."""
-    if device.type == "cuda" and recipe.model.dtype != "float32":
-        return torch.autocast("cuda", dtype=torch.bfloat16), "bfloat16 autocast: CUDA device"
-    if device.type == "cuda":
-        return nullcontext(), "float32: model.dtype=float32"
-    return nullcontext(), "float32: CPU device (bf16 autocast is used on CUDA only)"
+def autocast_for(recipe: Recipe, device: torch.device) -> tuple[AbstractContextManager[object], torch.dtype, str]:
+    """The autocast context, the compute dtype (``rmdata.model.compute_dtype`` decides it) and why."""
+    from rmdata.model import compute_dtype
+
+    dtype = compute_dtype(recipe.model.dtype, device)
+    if dtype == torch.bfloat16 and device.type == "cuda":
+        return (
+            torch.autocast("cuda", dtype=dtype),
+            dtype,
+            f"bfloat16 autocast on CUDA (model.dtype={recipe.model.dtype})",
+        )
+    if dtype == torch.bfloat16:
+        return nullcontext(), dtype, "bfloat16 weights (model.dtype=bfloat16)"
+    return (
+        nullcontext(),
+        dtype,
+        f"float32 (model.dtype={recipe.model.dtype} on {device.type}; bf16 autocast is CUDA-only)",
+    )
 
 
 def loss_spec(recipe: Recipe) -> LossSpec:
-    cfg = recipe.loss
-    return LossSpec(
-        kind=cfg.kind,
-        focal_gamma=cfg.focal_gamma,
-        penalty=cfg.penalty,
-        penalty_weight=cfg.penalty_weight,
-        penalty_bound=cfg.penalty_bound,
-        use_margin=cfg.use_margin,
-    )
+    return LossSpec(**dataclasses.asdict(recipe.loss))
 
 
 def train(
@@ -108,7 +112,8 @@ def train(
     show_progress: bool = True,
 ) -> TrainResult:
     """Run (or resume) training as the recipe says; returns where it stopped and the final metrics."""
-    from rmdata.model import build_reward_model, load_tokenizer, save_reward_model
+    from rmdata.export import save_reward_model
+    from rmdata.model import build_reward_model, load_tokenizer
     from rmdata.templates import resolve_reward_token
 
     # Everything that can fail on bad input runs before the run directory is touched.
@@ -127,7 +132,7 @@ def train(
 
         write_rejects(run.rejects / "train.jsonl", data.rejects)
     spec = loss_spec(recipe)
-    autocast, dtype_reason = autocast_for(recipe, device)
+    autocast, dtype, dtype_reason = autocast_for(recipe, device)
     cfg = recipe.train
     steps = plan_steps(
         data.train.plan, epochs=cfg.epochs, max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, seed=cfg.seed
@@ -147,7 +152,7 @@ def train(
         "environment": environment_info(),
         "device": str(device),
         "attention": {"backend": built.attention.name, "reason": built.attention.reason},
-        "dtype": {"compute": "bfloat16" if "bfloat16 autocast" in dtype_reason else "float32", "reason": dtype_reason},
+        "dtype": {"compute": str(dtype).removeprefix("torch."), "reason": dtype_reason},
         "reward_token": {"id": reward_token.id, "text": reward_token.text, "rule": reward_token.rule},
         "parameters": {"total": built.total_params, "trainable": built.trainable_params},
         "data": data.summary,
