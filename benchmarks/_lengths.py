@@ -62,7 +62,7 @@ ALPACA_EVAL_PREFS = {
 
 def template_overhead(tokenizer: PreTrainedTokenizerBase, chat_template: str | None = None) -> int:
     """Tokens a one-turn conversation costs beyond its texts: the rendering of empty turns + the reward token."""
-    from rmdata.templates import render_conversation
+    from rmdata.tokens.templates import render_conversation
 
     empty = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
     text = render_conversation(tokenizer, empty, chat_template=chat_template)

@@ -2,7 +2,7 @@
 
 Real pairs (``--data``): a seeded sample of a pairs JSONL file (``prompt`` a string or a message list,
 ``chosen`` and ``rejected`` strings), rendered with the tokenizer's chat template and tokenized by
-``rmdata.templates.tokenize_pairs`` (prompts cut from the left to ``max_length``; drops are counted).
+``rmdata.tokens.templates.tokenize_pairs`` (prompts cut from the left to ``max_length``; drops are counted).
 Synthetic pairs: lengths from ``benchmarks._lengths`` and random byte-range token ids (the cost of a step
 depends on the lengths, not on which ids). Every sequence ends with the reward token.
 """
@@ -31,8 +31,8 @@ class Pairs:
 
 def load_tokenizer(path: str | None) -> tuple[Any, int]:
     """The tokenizer and its reward token id: the tiny tokenizer's ``<|reward|>``, else the tokenizer's EOS."""
-    from rmdata.templates import resolve_reward_token
-    from rmdata.tiny import REWARD_TOKEN, build_tiny_tokenizer
+    from rmdata.model.tiny import REWARD_TOKEN, build_tiny_tokenizer
+    from rmdata.tokens.templates import resolve_reward_token
 
     if path is None:
         tiny = build_tiny_tokenizer()
@@ -45,8 +45,8 @@ def load_tokenizer(path: str | None) -> tuple[Any, int]:
 
 def read_pairs(path: str | Path, n: int, seed: int) -> list[dict[str, Any]]:
     """A seeded sample of ``n`` preference pairs of ``path`` (any format rmdata reads), in file order."""
+    from rmdata.data.load import load_dataset_records
     from rmdata.errors import RmdataError
-    from rmdata.formats import load_dataset_records
 
     loaded = load_dataset_records([str(path)])
     if loaded.kind != "pairs":
@@ -59,7 +59,7 @@ def load_pairs(
     tokenizer: Any, reward_id: int, *, n: int, max_length: int, seed: int, data: str | Path | None = None
 ) -> Pairs:
     """``n`` pairs of at most ``max_length`` tokens per sequence: sampled from ``data``, or synthetic."""
-    from rmdata.templates import resolve_reward_token, tokenize_pairs
+    from rmdata.tokens.templates import resolve_reward_token, tokenize_pairs
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else reward_id
     if data is not None:

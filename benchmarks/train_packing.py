@@ -4,11 +4,11 @@
     python benchmarks/train_packing.py --data prefs.jsonl --tokenizer DIR   # real pairs, any pairs format
 
 Both modes train the same model (a Llama-style trunk built from the size flags, same seed, same weights;
-fp32 on CPU, bf16 autocast on CUDA) on the same pairs, with the same loss (rmdata.losses: focal + log
+fp32 on CPU, bf16 autocast on CUDA) on the same pairs, with the same loss (rmdata.train.losses: focal + log
 barrier), AdamW and gradient clipping, and about the same number of pairs per optimizer step:
 
-- packed (rmdata): ``rmdata.packing.plan_pairs`` puts whole pairs into rows of ``--max-packed-length``
-  tokens, ``rmdata.batching.pack_sequences`` builds each row, and ``rmdata.model``'s reward model scores
+- packed (rmdata): ``rmdata.tokens.packing.plan_pairs`` puts whole pairs into rows of ``--max-packed-length``
+  tokens, ``rmdata.tokens.batching.pack_sequences`` builds each row, and ``rmdata.model.reward_model``'s reward model scores
   every sequence at its reward token with varlen attention (no token attends across sequences). A step is
   ``--rows-per-step`` rows.
 - padded (the baseline, collated as TRL's RewardTrainer does): a batch of B pairs is one tensor of 2B rows,
@@ -52,10 +52,11 @@ import numpy as np
 import torch
 
 from benchmarks._pairs import Pairs, load_pairs, load_tokenizer
-from rmdata.batching import pack_sequences
-from rmdata.losses import LossSpec, reward_loss
-from rmdata.packing import PackRow, plan_pairs, rows_for_epoch
-from rmdata.tiny import TinyModelConfig, tiny_backbone_config
+from rmdata.config import TinyModelConfig
+from rmdata.model.tiny import tiny_backbone_config
+from rmdata.tokens.batching import pack_sequences
+from rmdata.tokens.packing import PackRow, plan_pairs, rows_for_epoch
+from rmdata.train.losses import LossSpec, reward_loss
 
 MODES = ("packed", "padded")
 LOSS = LossSpec(kind="focal", penalty="log_barrier")  # the recipes' default loss
@@ -111,8 +112,8 @@ def build_model(args: argparse.Namespace, tokenizer: Any, reward_id: int, mode: 
     from transformers import AutoModel
 
     from rmdata.config import ModelConfig
-    from rmdata.model import build_reward_model
-    from rmdata.templates import resolve_reward_token
+    from rmdata.model.reward_model import build_reward_model
+    from rmdata.tokens.templates import resolve_reward_token
 
     sizes = TinyModelConfig(
         arch="llama",

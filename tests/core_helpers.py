@@ -12,11 +12,14 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from rmdata.batching import pack_sequences  # noqa: E402
-from rmdata.config import ModelConfig  # noqa: E402
-from rmdata.model import BuiltModel, RewardModel, build_reward_model  # noqa: E402
-from rmdata.templates import resolve_reward_token  # noqa: E402
-from rmdata.tiny import REWARD_TOKEN, TinyModelConfig, build_tiny_tokenizer  # noqa: E402
+from rmdata.config import (
+    ModelConfig,  # noqa: E402
+    TinyModelConfig,  # noqa: E402
+)
+from rmdata.model.reward_model import BuiltModel, RewardModel, build_reward_model  # noqa: E402
+from rmdata.model.tiny import REWARD_TOKEN, build_tiny_tokenizer  # noqa: E402
+from rmdata.tokens.batching import pack_sequences  # noqa: E402
+from rmdata.tokens.templates import resolve_reward_token  # noqa: E402
 
 # Models this small gain nothing from a second thread, and on a shared 2-core machine the threads' spin-waits
 # made a tiny backward pass ~100x slower (2.3 s instead of 0.02 s).

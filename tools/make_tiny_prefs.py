@@ -20,10 +20,7 @@ from pathlib import Path
 
 SUBJECTS = ("the cat", "my brother", "a farmer", "the teacher", "our team", "the old man", "a child", "the pilot")
 VERBS = ("found", "painted", "carried", "lost", "sold", "cleaned", "opened", "watched", "built", "hid")
-THINGS = (
-    "apple river stone cloud garden pencil window candle forest bridge rocket violin mirror basket planet"
-    " shadow meadow button castle dragon harbor jacket ladder marble needle quilt rabbit saddle tunnel wagon"
-).split()
+THINGS = ["apple", "river", "stone", "cloud", "garden", "pencil", "window", "candle", "forest", "bridge", "rocket", "violin", "mirror", "basket", "planet", "shadow", "meadow", "button", "castle", "dragon", "harbor", "jacket", "ladder", "marble", "needle", "quilt", "rabbit", "saddle", "tunnel", "wagon"]
 PLACES = ("near the river", "in the morning", "at the market", "under the bridge", "after lunch", "by the sea")
 CASE_PROMPTS = (
     "Rewrite the sentence in {case}: {sentence}",

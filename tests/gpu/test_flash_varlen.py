@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rmdata.attention import choose_attention, flash_attn_problem
-from rmdata.batching import pack_sequences
+from rmdata.model.attention import choose_attention, flash_attn_problem
+from rmdata.tokens.batching import pack_sequences
 from tests.core_helpers import LENGTHS, build_tiny, pair_loss, random_sequences, randomize_head, reference_scores
 
 pytestmark = [

@@ -1,0 +1,123 @@
+"""The normalized schema every reader produces, and the content ids that key rows across the project.
+
+pairs:  prompt, chosen, rejected, margin, prompt_id, chosen_id, rejected_id, source, <extras>
+corpus: prompt, response, prompt_id, response_id, source, [response_index], <extras>
+
+``prompt`` is a message list (List(Struct{role, content})); ``source`` is where the record came from
+(``file:line`` or ``file:row``). Ids are content hashes, so rows are matched by content, never by position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from rmdata.data.formats import RESPONSE_INDEX
+
+MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
+PROMPT = pl.List(MESSAGE)
+ARROW_PROMPT = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+PAIRS_SCHEMA: dict[str, pl.DataType] = {
+    "prompt": PROMPT,
+    "chosen": pl.String(),
+    "rejected": pl.String(),
+    "margin": pl.Float64(),
+    "prompt_id": pl.String(),
+    "chosen_id": pl.String(),
+    "rejected_id": pl.String(),
+    "source": pl.String(),
+}
+CORPUS_SCHEMA: dict[str, pl.DataType] = {
+    "prompt": PROMPT,
+    "response": pl.String(),
+    "prompt_id": pl.String(),
+    "response_id": pl.String(),
+    "source": pl.String(),
+}
+
+
+def prompt_id(messages: Sequence[dict[str, str]]) -> str:
+    """First 16 hex chars of sha256 over the canonical JSON ``[[role, content], ...]`` of the prompt."""
+    canonical = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def response_id(prompt_key: str, response: str) -> str:
+    """First 16 hex chars of sha256 over ``prompt_id + "\\n" + response``."""
+    return hashlib.sha256(f"{prompt_key}\n{response}".encode()).hexdigest()[:16]
+
+
+def core_schema(kind: str, multi_response: bool = False) -> dict[str, pl.DataType]:
+    """The normalized columns of a kind, in order."""
+    schema = dict(PAIRS_SCHEMA if kind == "pairs" else CORPUS_SCHEMA)
+    if multi_response:
+        schema[RESPONSE_INDEX] = pl.Int64()
+    return schema
+
+
+def core_frame(kind: str, rows: list[dict[str, Any]], sources: list[str], multi_response: bool = False) -> pl.DataFrame:
+    """Normalized rows (prompt, response text(s), margin) -> the core columns with ids and sources."""
+    columns: dict[str, list[Any]] = {name: [] for name in core_schema(kind, multi_response)}
+    for row, source in zip(rows, sources, strict=True):
+        pid = prompt_id(row["prompt"])
+        columns["prompt"].append(row["prompt"])
+        columns["prompt_id"].append(pid)
+        columns["source"].append(source)
+        if kind == "pairs":
+            for name in ("chosen", "rejected"):
+                columns[name].append(row[name])
+                columns[f"{name}_id"].append(response_id(pid, row[name]))
+            columns["margin"].append(row.get("margin"))
+        else:
+            columns["response"].append(row["response"])
+            columns["response_id"].append(response_id(pid, row["response"]))
+            if multi_response:
+                columns[RESPONSE_INDEX].append(row[RESPONSE_INDEX])
+    # Arrow builds the nested prompt column several times faster than polars' row-by-row conversion.
+    prompt = pa.array(columns.pop("prompt"), type=ARROW_PROMPT)
+    frame = pl.DataFrame([pl.Series("prompt", prompt), *(pl.Series(k, v) for k, v in columns.items())])
+    return frame.cast(core_schema(kind, multi_response))  # type: ignore[arg-type]
+
+
+def carried_column(name: str, values: list[Any]) -> pl.Series:
+    """A carried (non-normalized) column built from Python values, its type inferred over all of them.
+
+    Values that share no Arrow type (a number here, a string there) give an Object column, which
+    :func:`unify_carried` turns into JSON text once every batch is in.
+    """
+    try:
+        series = pl.from_arrow(pa.array(values), schema_overrides=None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError):
+        return pl.Series(name, values, dtype=pl.Object)
+    assert isinstance(series, pl.Series)
+    return series.alias(name)
+
+
+def unify_carried(frames: list[pl.DataFrame], notes: list[str]) -> pl.DataFrame:
+    """Stack batch frames. A column whose type differs between batches is rebuilt over all rows at once;
+    if its values still share no type, every value becomes its JSON text (and a note says so)."""
+    kinds: dict[str, set[pl.DataType]] = {}
+    for frame in frames:
+        for name, dtype in frame.schema.items():
+            if dtype != pl.Null:
+                kinds.setdefault(name, set()).add(dtype)
+    for name, dtypes in kinds.items():
+        if len(dtypes) == 1 and pl.Object not in dtypes:
+            continue
+        values = [v for f in frames for v in (f[name].to_list() if name in f.columns else [None] * f.height)]
+        series = carried_column(name, values)
+        if series.dtype == pl.Object:
+            text = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values]
+            series = pl.Series(name, text, dtype=pl.String)
+            notes.append(f"column {name} mixes value types; it is carried as JSON text")
+        offset = 0
+        for i, frame in enumerate(frames):
+            frames[i] = frame.with_columns(series.slice(offset, frame.height))
+            offset += frame.height
+    return pl.concat(frames, how="diagonal_relaxed")
