@@ -41,7 +41,7 @@ class Drop:
 
     ``location`` is ``file:line`` or ``file:row``; ``row`` is the record or normalized row as JSON-ready
     values (``None`` when the record could not be read at all); ``fields`` holds per-field problems
-    (``[{"field", "message"}]``) when a rule named them.
+    (``[{"field", "message"}]``) when a rule named them; ``raw`` the text of a line that did not parse.
     """
 
     reason: str
@@ -49,6 +49,7 @@ class Drop:
     location: str
     row: Mapping[str, Any] | None = None
     fields: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    raw: str | None = None  # the line or item that could not be read as a record
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -61,6 +62,8 @@ class Drop:
             out["errors"] = [dict(f) for f in self.fields]
         if self.row is not None:
             out["record"] = dict(self.row)
+        if self.raw is not None:
+            out["raw"] = self.raw
         return out
 
 
