@@ -1,0 +1,117 @@
+"""Output directories rmdata owns, and the Hub-layout dataset directory that score, filter and build-dpo write.
+
+Ownership: every directory rmdata creates as an output holds a marker file, ``.rmdata.json``
+(``{"kind": "run" | "scores" | "sft" | "dpo" | ..., "rmdata": version}``). A command replaces or
+resumes into an existing directory only when the marker says rmdata made it for that kind of output;
+anything else is refused with the fix, so ``--overwrite`` never deletes a user's files.
+
+Dataset layout (what ``datasets.load_dataset(DIR)`` and ``polars.scan_parquet(DIR/data/*.parquet)`` read)::
+
+    DIR/
+      .rmdata.json          the marker
+      README.md             dataset card: YAML header with ``configs`` -> data/*.parquet, then the summary
+      manifest.json         what was written (shards, counts, inputs, options); command-specific
+      data/train-00000.parquet ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rmdata import __version__
+from rmdata.errors import RmdataError
+from rmdata.io import write_text_atomic
+
+MARKER = ".rmdata.json"
+DATA_DIR = "data"
+SHARD_GLOB = f"{DATA_DIR}/*.parquet"
+
+
+def write_marker(directory: Path, kind: str, **info: Any) -> None:
+    """Mark ``directory`` as an rmdata output of ``kind`` (atomically)."""
+    payload = {"kind": kind, "rmdata": __version__, **info}
+    write_text_atomic(directory / MARKER, json.dumps(payload, indent=2) + "\n")
+
+
+def read_marker(directory: Path) -> dict[str, Any] | None:
+    """The marker's contents, or None when the directory has no readable marker."""
+    try:
+        value = json.loads((directory / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("kind"), str) else None
+
+
+def check_replaceable(path: Path, kinds: Sequence[str], *, flag: str = "--overwrite") -> None:
+    """Refuse unless ``path`` is absent, an empty directory, or an rmdata output of one of ``kinds``.
+
+    Call it before replacing or resuming into ``path``; the error names what is there and the fix.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        raise RmdataError(f"{path} exists and is not a directory rmdata made; choose another output directory")
+    if not any(path.iterdir()):
+        return
+    marker = read_marker(path)
+    if marker is None:
+        raise RmdataError(
+            f"{path} holds files rmdata did not make (no {MARKER}); {flag} only replaces rmdata's own outputs: "
+            "choose another output directory, or move those files away"
+        )
+    if marker["kind"] not in kinds:
+        raise RmdataError(
+            f"{path} is an rmdata {marker['kind']} directory, not {' or '.join(kinds)}; choose another output directory"
+        )
+
+
+def shard_path(directory: Path, index: int) -> Path:
+    """``DIR/data/train-00042.parquet``: shards sort in write order."""
+    return directory / DATA_DIR / f"train-{index:05d}.parquet"
+
+
+def dataset_card(title: str, body: str, *, pretty_name: str | None = None, tags: Sequence[str] = ()) -> str:
+    """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards."""
+    header = ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train", f"    path: {SHARD_GLOB}"]
+    if pretty_name:
+        header.append(f"pretty_name: {json.dumps(pretty_name)}")
+    if tags:
+        header += ["tags:", *(f"- {json.dumps(t)}" for t in tags)]
+    header.append("---")
+    return "\n".join(header) + f"\n\n# {title}\n\n{body.rstrip()}\n"
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table from dict rows (keys of the first row as columns); floats with 4 significant digits."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_arrow_copy(directory: Path, out: Path) -> None:
+    """Also write the dataset as a ``datasets`` ``save_to_disk`` directory (Arrow), for ``load_from_disk``."""
+    import datasets
+
+    files = sorted(str(p) for p in (directory / DATA_DIR).glob("*.parquet"))
+    if not files:
+        raise RmdataError(f"{directory} has no Parquet shards to copy")
+    check_replaceable(out, ["arrow"], flag="--save-to-disk")
+    dataset = datasets.Dataset.from_parquet(files)
+    tmp = out.parent / f".{out.name}.tmp-arrow"
+    dataset.save_to_disk(str(tmp))
+    write_marker(tmp, "arrow", source=str(directory))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
