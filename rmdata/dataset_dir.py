@@ -75,7 +75,8 @@ def shard_path(directory: Path, index: int) -> Path:
 
 def dataset_card(title: str, body: str, *, pretty_name: str | None = None, tags: Sequence[str] = ()) -> str:
     """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards."""
-    header = ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train", f"    path: {SHARD_GLOB}"]
+    header = ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train"]
+    header.append(f"    path: {SHARD_GLOB}")
     if pretty_name:
         header.append(f"pretty_name: {json.dumps(pretty_name)}")
     if tags:
