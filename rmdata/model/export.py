@@ -103,6 +103,10 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
     path = Path(path)
     if not (path / "config.json").is_file():
         raise RmdataError(f"{path} has no config.json; give a directory written by rmdata train (its final/)")
+    from rmdata.model.internlm2 import is_internlm2, load_internlm2_reward  # InternLM2 hook: no remote code
+
+    if is_internlm2(path):
+        return load_internlm2_reward(path, device=device, attention=attention)
     device = torch.device(device)
     classifier = AutoModelForSequenceClassification.from_pretrained(path, dtype="auto").to(device)
     config = classifier.config

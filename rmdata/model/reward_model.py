@@ -134,6 +134,12 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
         from rmdata.model.tiny import build_tiny_tokenizer
 
         return build_tiny_tokenizer()
+    from rmdata.model.internlm2 import uses_internlm2_tokenizer  # InternLM2 hook: no remote tokenizer code
+
+    if uses_internlm2_tokenizer(cfg.name_or_path):
+        from rmdata.model.internlm2_tokenizer import load_internlm2_tokenizer
+
+        return load_internlm2_tokenizer(cfg.name_or_path)
     from transformers import AutoTokenizer
 
     return _from_hub(AutoTokenizer, cfg, "tokenizer")
@@ -158,6 +164,10 @@ def _load_trunk(
 ) -> PreTrainedModel:
     from transformers import AutoModel
 
+    from rmdata.model.internlm2 import is_internlm2, load_trunk  # InternLM2 hook: Llama trunk, mapped weights
+
+    if cfg.name_or_path != "tiny" and is_internlm2(cfg.name_or_path):
+        return load_trunk(cfg.name_or_path, dtype=dtype, device=device, quantization=quantization)[0]
     if cfg.name_or_path != "tiny":
         placement = {"device_map": {"": str(device)}} if quantization is not None else {}
         trunk = _from_hub(AutoModel, cfg, "weights", dtype=dtype, quantization_config=quantization, **placement)
