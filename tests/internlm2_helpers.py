@@ -247,3 +247,9 @@ def write_internlm2_checkpoint(
     if with_tokenizer:
         write_tokenizer(directory)
     return directory
+
+
+def tiny_internlm2_dir(directory: Path, vocab_size: int = 384) -> Path:
+    """A tiny InternLM2-Chat-style backbone directory (hidden 64, MLP 128: multiples of 64, as bitsandbytes' 4-bit
+    CPU fast path needs), with its tokenizer; a stand-in for the InternLM2 recipes."""
+    return write_internlm2_checkpoint(directory, llama_source(vocab_size, hidden=64, heads=4, kv_heads=2))

@@ -46,7 +46,7 @@ import torch
 from rmdata.errors import RmdataError
 
 if TYPE_CHECKING:
-    from transformers import LlamaConfig, PreTrainedModel
+    from transformers import LlamaConfig, PreTrainedModel, PreTrainedTokenizerFast
 
     from rmdata.model.reward_model import BuiltModel
 
@@ -66,10 +66,27 @@ TO_SAFETENSORS = (
 )
 
 
+def local_dir(name_or_path: str | Path) -> Path | None:
+    """The directory holding ``name_or_path``: itself if it is one, else a hub id's snapshot in the HF cache."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if str(name_or_path).count("/") != 1:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(str(name_or_path), "config.json")
+    except ValueError:  # not a valid hub id
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
 def read_config(path: str | Path) -> dict[str, Any] | None:
-    """``path/config.json`` as a dict when it describes an InternLM2 checkpoint, else None."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
+    """``config.json`` of the directory (or cached hub id) ``path`` when it is InternLM2's, else None."""
+    directory = local_dir(path)
+    config = directory / "config.json" if directory is not None else None
+    if config is None or not config.is_file():
         return None
     raw = json.loads(config.read_text(encoding="utf-8"))
     named = raw.get("model_type") == "internlm2" or any(a in ARCHITECTURES for a in raw.get("architectures") or [])
@@ -266,10 +283,10 @@ def load_trunk(
     from transformers import AutoModel, LlamaModel
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    path = Path(path)
-    raw = read_config(path)
-    if raw is None:
+    raw, directory = read_config(path), local_dir(path)
+    if raw is None or directory is None:
         raise RmdataError(f"{path}/config.json does not describe an InternLM2 model (model_type internlm2)")
+    path = directory
     config = llama_config(raw, f"{path}/config.json")
     device = torch.device(device)
     if quantization is not None:
@@ -302,7 +319,7 @@ def load_internlm2_reward(
     from rmdata.model.reward_model import RewardModel, built, compute_dtype
     from rmdata.tokens.templates import RewardToken
 
-    path = Path(path)
+    path = local_dir(path) or Path(path)
     raw = read_config(path) or {}
     token_id = raw.get("reward_token_id")
     if token_id is None:
@@ -324,9 +341,12 @@ def load_internlm2_reward(
     return built(model.eval(), tokenizer)
 
 
-def uses_internlm2_tokenizer(name_or_path: str) -> bool:
-    """Whether ``name_or_path`` is a local directory whose tokenizer rmdata builds itself (InternLM2's)."""
-    from rmdata.model.internlm2_tokenizer import names_internlm2_tokenizer
+def internlm2_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast | None:
+    """The tokenizer of a directory (or cached hub id) with InternLM2's tokenizer, built without remote code;
+    None for any other model."""
+    from rmdata.model.internlm2_tokenizer import load_internlm2_tokenizer, names_internlm2_tokenizer
 
-    path = Path(name_or_path)
-    return path.is_dir() and (is_internlm2(path) or names_internlm2_tokenizer(path))
+    path = local_dir(name_or_path)
+    if path is None or not (is_internlm2(path) or names_internlm2_tokenizer(path)):
+        return None
+    return load_internlm2_tokenizer(path)

@@ -134,12 +134,10 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
         from rmdata.model.tiny import build_tiny_tokenizer
 
         return build_tiny_tokenizer()
-    from rmdata.model.internlm2 import uses_internlm2_tokenizer  # InternLM2 hook: no remote tokenizer code
+    from rmdata.model.internlm2 import internlm2_tokenizer  # InternLM2 hook: its tokenizer, no remote code
 
-    if uses_internlm2_tokenizer(cfg.name_or_path):
-        from rmdata.model.internlm2_tokenizer import load_internlm2_tokenizer
-
-        return load_internlm2_tokenizer(cfg.name_or_path)
+    if (tokenizer := internlm2_tokenizer(cfg.name_or_path)) is not None:
+        return tokenizer
     from transformers import AutoTokenizer
 
     return _from_hub(AutoTokenizer, cfg, "tokenizer")

@@ -359,3 +359,73 @@ def test_an_internlm2_reward_model_exports_as_plain_llama(tmp_path: Path) -> Non
         ours = built.model(pack_sequences(seqs))
     assert (theirs - ours).abs().max() < 1e-5
     assert (theirs - source_scores(llama, v_head, seqs)).abs().max() < 1e-5
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def final_scores(final: Path, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain transformers, rmdata) scores of a training run's final/ directory."""
+    from transformers import AutoModelForSequenceClassification
+
+    classifier = AutoModelForSequenceClassification.from_pretrained(final)  # no trust_remote_code
+    with torch.no_grad():
+        theirs = torch.stack([classifier(input_ids=torch.tensor([s])).logits[0, 0] for s in seqs])
+        ours = load_reward_model(final).model(pack_sequences(seqs))
+    return theirs, ours
+
+
+def test_rmdata_train_on_an_internlm2_dir_exports_plain_llama(tmp_path: Path) -> None:
+    """`rmdata train --set model.name_or_path=<InternLM2 dir>` with the default recipe, as a user runs it."""
+    from transformers import AutoTokenizer
+    from typer.testing import CliRunner
+
+    from rmdata.cli import app
+    from tests.helpers import write_pairs
+    from tests.internlm2_helpers import tiny_internlm2_dir
+
+    directory = tiny_internlm2_dir(tmp_path / "internlm2")
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n=16)
+    args = ["train", "--set", f"model.name_or_path={directory}", "--set", f"data.train={pairs}"]
+    args += ["--set", "train.max_steps=3", "--set", "train.eval_steps=0", "--output-dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    final = tmp_path / "run" / "final"
+    config = json.loads((final / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"] and "auto_map" not in config
+    assert (config["reward_token_id"], config["reward_token"]) == (REWARD_ID, REWARD_TOKEN)
+    assert not list(final.glob("*.py"))
+
+    tokenizer, source = AutoTokenizer.from_pretrained(final), load_internlm2_tokenizer(directory)
+    chat = [{"role": "user", "content": "Write item3 in uppercase."}, {"role": "assistant", "content": "ITEM3"}]
+    text = source.apply_chat_template(chat, tokenize=False)
+    assert tokenizer.apply_chat_template(chat, tokenize=False) == text
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == source(text, add_special_tokens=False)["input_ids"]
+    theirs, ours = final_scores(final, [ids + [REWARD_ID], *sequences((9, 4))])
+    assert theirs.abs().max() > 1e-4  # the head trained away from zero
+    assert (theirs - ours).abs().max() < 1e-5
+
+
+def test_lora_training_on_an_internlm2_dir(tmp_path: Path) -> None:
+    from rmdata.config import load_recipe
+    from rmdata.train.loop import train
+    from rmdata.train.runs import RunDir
+    from tests.helpers import write_pairs
+    from tests.internlm2_helpers import tiny_internlm2_dir
+
+    directory = tiny_internlm2_dir(tmp_path / "internlm2")
+    overrides = [f"model.name_or_path={directory}", "model.reward_token=null", f"model.reward_token_id={REWARD_ID}"]
+    overrides += ["model.finetune=lora", f"data.train={write_pairs(tmp_path / 'pairs.jsonl', n=16)}"]
+    overrides += ["train.max_steps=3", "train.eval_steps=0", "train.lr=1e-2"]
+    run = RunDir(tmp_path / "run")
+    train(load_recipe(None, overrides), run, show_progress=False)
+    info = json.loads(run.run_json.read_text())
+    assert info["reward_token"]["id"] == REWARD_ID
+    assert 0 < info["parameters"]["trainable"] < info["parameters"]["total"]
+    theirs, ours = final_scores(run.final, sequences((9, 14, 5)))
+    trunk = load_file(run.final / "model.safetensors")
+    source = load_file(directory / "model.safetensors")
+    q_source = source["model.layers.0.attention.wqkv.weight"].view(2, 4, 16, 64)[:, :2].reshape(64, 64)
+    assert not torch.equal(trunk["model.layers.0.self_attn.q_proj.weight"], q_source)  # adapters merged in
+    assert (theirs - ours).abs().max() < 1e-5

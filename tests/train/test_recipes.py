@@ -12,6 +12,7 @@ from rmdata.config import load_recipe
 from rmdata.train.loop import train
 from rmdata.train.runs import RunDir
 from tests.helpers import write_pairs
+from tests.internlm2_helpers import tiny_internlm2_dir
 
 REPO = Path(__file__).resolve().parents[2]
 ARCH = {"qwen2.5-1.5b-lora": "qwen2"}  # the rest are Llama-style
@@ -20,10 +21,13 @@ ARCH = {"qwen2.5-1.5b-lora": "qwen2"}  # the rest are Llama-style
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: p.stem)
 def test_recipe_trains_on_a_tiny_stand_in(tmp_path: Path, path: Path) -> None:
     data = write_pairs(tmp_path / "pairs.jsonl", n=24)
+    stand_in = "tiny"
+    if path.stem.startswith("internlm2-"):  # a tiny InternLM2-layout directory (fused wqkv, SentencePiece)
+        stand_in = str(tiny_internlm2_dir(tmp_path / "internlm2"))
     recipe = load_recipe(
         path,
         [
-            "model.name_or_path=tiny",
+            f"model.name_or_path={stand_in}",
             f"model.tiny.arch={ARCH.get(path.stem, 'llama')}",
             "model.tiny.hidden_size=32",
             "model.tiny.intermediate_size=64",
