@@ -21,7 +21,8 @@ tokenizer; the slow one differs only in the spaces it puts around special tokens
 ``PreTrainedTokenizerFast`` with the directory's chat template, so ``save_pretrained`` writes a
 ``tokenizer.json`` that any transformers loads without remote code.
 
-Needs ``sentencepiece`` (to read the model's protobuf): ``pip install 'rmdata[internlm2]'``.
+Reads the model's protobuf with ``sentencepiece`` and ``protobuf`` (rmdata dependencies); nothing else of
+SentencePiece runs.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from rmdata.errors import RmdataError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-INSTALL = "pip install 'rmdata[internlm2]'"
+INSTALL = "pip install 'sentencepiece>=0.2' 'protobuf>=3.20'"  # both are rmdata dependencies
 TOKENIZER_CLASSES = ("InternLM2Tokenizer", "InternLM2TokenizerFast")
 # SentencePiece piece type of ordinary pieces (sentencepiece_model.proto); merges only build these
 NORMAL = 1
