@@ -98,15 +98,14 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
     """Load an export back into rmdata: the same trunk and head, so the same scores."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from rmdata.model.internlm2 import is_internlm2, load_internlm2_reward  # InternLM2 hook: no remote code
     from rmdata.tokens.templates import RewardToken
 
     path = Path(path)
+    if is_internlm2(path):  # InternLM2 hook (a directory, or a hub id in the HF cache)
+        return load_internlm2_reward(path, device=device, attention=attention)
     if not (path / "config.json").is_file():
         raise RmdataError(f"{path} has no config.json; give a directory written by rmdata train (its final/)")
-    from rmdata.model.internlm2 import is_internlm2, load_internlm2_reward  # InternLM2 hook: no remote code
-
-    if is_internlm2(path):
-        return load_internlm2_reward(path, device=device, attention=attention)
     device = torch.device(device)
     classifier = AutoModelForSequenceClassification.from_pretrained(path, dtype="auto").to(device)
     config = classifier.config

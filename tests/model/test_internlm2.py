@@ -429,3 +429,28 @@ def test_lora_training_on_an_internlm2_dir(tmp_path: Path) -> None:
     q_source = source["model.layers.0.attention.wqkv.weight"].view(2, 4, 16, 64)[:, :2].reshape(64, 64)
     assert not torch.equal(trunk["model.layers.0.self_attn.q_proj.weight"], q_source)  # adapters merged in
     assert (theirs - ours).abs().max() < 1e-5
+
+
+def test_a_hub_id_in_the_hf_cache_loads_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`model.name_or_path=internlm/...` as the recipes give it: the cached snapshot is read, nothing downloaded."""
+    import huggingface_hub.constants
+
+    from rmdata.config import ModelConfig
+    from rmdata.model.reward_model import build_reward_model, load_tokenizer
+    from rmdata.tokens.templates import resolve_reward_token
+
+    repo = tmp_path / "hub" / "models--internlm--tiny-reward"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abc")
+    llama, v_head = llama_source(VOCAB), torch.randn(1, 64, generator=torch.Generator().manual_seed(7))
+    write_internlm2_checkpoint(repo / "snapshots" / "0123abc", llama, v_head=v_head)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    seqs = sequences((8, 13))
+    with torch.no_grad():
+        scores = load_reward_model("internlm/tiny-reward").model(pack_sequences(seqs))
+    assert (scores - source_scores(llama, v_head, seqs)).abs().max() < 1e-5
+    cfg = ModelConfig(name_or_path="internlm/tiny-reward", reward_token_id=REWARD_ID)
+    tokenizer = load_tokenizer(cfg)
+    built = build_reward_model(cfg, tokenizer, resolve_reward_token(tokenizer, None, REWARD_ID))
+    assert type(built.model.trunk).__name__ == "LlamaModel" and len(tokenizer) == VOCAB
