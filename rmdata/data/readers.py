@@ -16,7 +16,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,9 @@ def iter_batches(info: InputInfo, batch_size: int = 2048) -> Iterator[Batch]:
     """Every record of one input, in file order, ``batch_size`` records at a time."""
     if info.layout == "save_to_disk":
         yield from _arrow_batches(info.path, info.files, batch_size)
+        return
+    if info.layout == "hub-id":
+        yield from _frame_batches(info.path, _hub_frames(info, batch_size))
         return
     for path in info.files:
         kind = file_kind(path)
@@ -105,6 +109,14 @@ def _numeric_margin(value: dict[str, Any]) -> None:
             value["margin"] = float(margin)
 
 
+def _hub_frames(info: InputInfo, batch_size: int) -> Iterator[pl.DataFrame]:
+    """The rows of a dataset opened by :mod:`rmdata.data.hub`, as frames, from its memory-mapped Arrow cache."""
+    for table in info.dataset.with_format("arrow").iter(batch_size=batch_size):
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        yield frame
+
+
 def _arrow_batches(path: str, files: list[str], batch_size: int) -> Iterator[Batch]:
     import pyarrow as pa
 
@@ -123,42 +135,139 @@ def _arrow_batches(path: str, files: list[str], batch_size: int) -> Iterator[Bat
     yield from _frame_batches(path, frames())
 
 
+class _ZstdFrames(io.RawIOBase):
+    """Decompress a stream of zstd frames; ending inside a frame (before its end marker) is an EOFError.
+
+    ``zstandard``'s own stream reader reports a stream cut at a block boundary as a clean end of data.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._out = memoryview(b"")
+        self._in_frame = False
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out and not self._done:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame, before its end marker")
+                self._done = True
+            else:
+                self._out = memoryview(self._decompress(chunk))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        parts = []
+        while data:
+            self._in_frame = True
+            parts.append(self._obj.decompress(data))
+            if not self._obj.eof:
+                break
+            data = self._obj.unused_data  # the next frame, when several were concatenated
+            self._obj = self._dctx.decompressobj()
+            self._in_frame = False
+        return b"".join(parts)
+
+
 @contextmanager
 def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
-    """A buffered binary stream (with ``peek``) over the file, decompressed when it ends in .gz or .zst."""
+    """A buffered binary stream (with ``peek``) over the file, decompressed when it ends in .gz or .zst
+    (any case); a compressed stream that ends before its end marker raises EOFError when read to the end."""
+    name = path.lower()
     with open(path, "rb") as raw:
-        if path.endswith(".gz"):
+        if name.endswith(".gz"):
             with gzip.GzipFile(fileobj=raw) as unzipped:
-                yield unzipped
-        elif path.endswith(".zst"):
-            with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as reader:
-                yield io.BufferedReader(reader)
+                yield unzipped  # type: ignore[misc]
+        elif name.endswith(".zst"):
+            yield io.BufferedReader(_ZstdFrames(raw), buffer_size=1 << 20)
         else:
-            yield raw
+            yield raw  # type: ignore[misc]
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_text_encoding(path: str, head: bytes) -> None:
+    """UTF-16 (and UTF-32) text is refused up front, with the fix; its lines are not JSON to a UTF-8 reader."""
+    if head.startswith(_UTF16_BOMS) or (len(head) >= 4 and head[:64].count(0) >= len(head[:64]) // 4):
+        raise RmdataError(
+            f"{path}: the file is UTF-16 or UTF-32 text (a byte-order mark or NUL bytes at its start); rmdata "
+            "reads UTF-8: re-encode it, e.g. iconv -f UTF-16 -t UTF-8 in > out"
+        )
 
 
 def _json_records(path: str, kind: str) -> Iterator[RawRecord]:
+    where = _Where()
     try:
         with _open_binary(path) as stream:
-            if kind == "json":
-                head = stream.peek(64)  # type: ignore[attr-defined]
-                if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-                    yield from _json_array(path, stream.read())
-                    return
-            yield from _json_lines(path, stream)
+            head = stream.peek(4096)  # type: ignore[attr-defined]
+            _check_text_encoding(path, head)
+            if kind == "json" and _starts_array(stream):
+                yield from _json_array(path, stream.read())
+                return
+            lines: Iterator[bytes] = stream
+            if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
+                lines = _cr_lines(stream)  # classic Mac line ends: CR only
+            yield from _json_lines(path, lines, where)
     except (EOFError, OSError, zstandard.ZstdError) as err:
-        raise RmdataError(f"{path}: cannot read the compressed stream ({err}); is the file complete?") from err
+        ended = f"after line {where.line}" if where.line else "before the first line"
+        raise RmdataError(
+            f"{path}: the compressed stream ends before its end marker, {ended} ({err}); the file is truncated "
+            "or damaged (was it cut off while being written?)"
+        ) from err
 
 
-def _json_lines(path: str, stream: io.BufferedIOBase) -> Iterator[RawRecord]:
+@dataclass
+class _Where:
+    line: int = 0  # the last line read completely
+
+
+def _starts_array(stream: io.BufferedIOBase) -> bool:
+    """Whether the first non-whitespace byte is ``[`` (a JSON array file rather than JSON lines)."""
+    skipped = 0
+    while True:
+        head = stream.peek(1 << 16)[skipped:]  # type: ignore[attr-defined]
+        stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if stripped:
+            return stripped.startswith(b"[")
+        if not head or skipped > (1 << 16):
+            return False  # only whitespace (or more of it than is worth scanning): read as JSON lines
+        skipped += len(head)
+
+
+def _cr_lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
+    """Lines of a file whose lines end with CR alone, each given back ending with a newline."""
+    rest = b""
+    while chunk := stream.read(1 << 20):
+        *lines, rest = (rest + chunk).split(b"\r")
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
+
+
+def _json_lines(path: str, stream: Iterable[bytes], where: _Where) -> Iterator[RawRecord]:
     pending: tuple[int, bytes] | None = None
     for lineno, line in enumerate(stream, 1):
         if pending is not None:
+            where.line = pending[0]
             record = _parse_line(path, *pending, last=False)
             if record is not None:
                 yield record
         pending = (lineno, line.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else line)
     if pending is not None:
+        where.line = pending[0]
         record = _parse_line(path, *pending, last=True)
         if record is not None:
             yield record
@@ -186,9 +295,61 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
         else:
             message = f"malformed JSON: {what}"
         return RawRecord(location, None, message, text.rstrip("\r\n"))
-    if not isinstance(value, dict):
-        return RawRecord(location, None, f"a record must be a JSON object; got {describe(value)}", text.rstrip("\r\n"))
+    except (ValueError, RecursionError) as err:
+        return RawRecord(location, None, _unparsable(err), text.rstrip("\r\n"))
+    problem = _value_problem(value, line)
+    if problem is not None:
+        return RawRecord(location, None, problem, text.rstrip("\r\n"))
     return RawRecord(location, value)
+
+
+def _unparsable(err: ValueError | RecursionError) -> str:
+    """JSON that parses by the grammar but not in Python: huge integers, nesting beyond the recursion limit."""
+    if isinstance(err, RecursionError):
+        return "JSON nested too deeply to read (more than about 1,000 levels of arrays or objects)"
+    return f"unreadable JSON value: {str(err).splitlines()[0]}"
+
+
+def _value_problem(value: Any, text: bytes | None) -> str | None:
+    """Why a parsed value is not a record: not an object, or a string that is not valid Unicode."""
+    if not isinstance(value, dict):
+        return f"a record must be a JSON object; got {describe(value)}"
+    if text is None or _SURROGATE_ESCAPE.search(text):
+        bad = _surrogate_field(value, "")
+        if bad is not None:
+            return (
+                f"not valid Unicode: {bad} holds a lone surrogate (a \\ud800-\\udfff escape without its pair); "
+                "fix the text that wrote it"
+            )
+    return None
+
+
+def _surrogate_field(value: Any, where: str, depth: int = 0) -> str | None:
+    """The path (``prompt[0].content``) of the first string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        return None if _valid_unicode(value) else (where or "the value")
+    if depth > 200:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{key}" if where else str(key)
+            if not _valid_unicode(str(key)):
+                return f"the key {name!a}"
+            if (found := _surrogate_field(item, name, depth + 1)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _surrogate_field(item, f"{where}[{i}]", depth + 1)) is not None:
+                return found
+    return None
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
@@ -202,10 +363,16 @@ def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
             f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); a JSON array file must "
             "parse as a whole (use JSON lines to keep the readable records of a damaged file)"
         ) from err
+    except (ValueError, RecursionError) as err:
+        raise RmdataError(f"{path}: {_unparsable(err)}") from err
+    check_surrogates = _SURROGATE_ESCAPE.search(data) is not None
     del data
+    if not isinstance(values, list):
+        raise RmdataError(f"{path}: a JSON array file must hold a list of records; got {describe(values)}")
     for row, value in enumerate(values):
         location = f"{path}:{row}"
-        if isinstance(value, dict):
+        problem = _value_problem(value, None if check_surrogates else b"")
+        if problem is None:
             yield RawRecord(location, value)
         else:
-            yield RawRecord(location, None, f"a record must be a JSON object; got {describe(value)}", json.dumps(value))
+            yield RawRecord(location, None, problem, json.dumps(value))
