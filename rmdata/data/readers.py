@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -69,7 +70,11 @@ def _guard(path: str, what: str, scan: pl.LazyFrame, batch_size: int) -> Iterato
     try:
         yield from scan.collect_batches(chunk_size=batch_size)
     except (pl.exceptions.PolarsError, OSError) as err:
-        raise RmdataError(f"{path}: cannot read {what}: {str(err).splitlines()[0]}") from err
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        raise RmdataError(
+            f"{path}: cannot read {what} ({size:,} bytes): {str(err).splitlines()[0]}; is the file truncated "
+            "or damaged (was it cut off while being written)?"
+        ) from err
 
 
 def _chunks(records: Iterator[RawRecord], size: int, path: str) -> Iterator[Batch]:
@@ -194,6 +199,7 @@ def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
             yield raw  # type: ignore[misc]
 
 
+MAX_DEPTH = 64  # nesting levels a record may have
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -213,19 +219,30 @@ def _json_records(path: str, kind: str) -> Iterator[RawRecord]:
         with _open_binary(path) as stream:
             head = stream.peek(4096)  # type: ignore[attr-defined]
             _check_text_encoding(path, head)
-            if kind == "json" and _starts_array(stream):
+            skipped, first = _skip_blank(stream)
+            if kind == "json" and first == b"[":
                 yield from _json_array(path, stream.read())
                 return
-            lines: Iterator[bytes] = stream
+            lines: Iterator[bytes] = stream  # type: ignore[assignment]
             if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
                 lines = _cr_lines(stream)  # classic Mac line ends: CR only
-            yield from _json_lines(path, lines, where)
-    except (EOFError, OSError, zstandard.ZstdError) as err:
-        ended = f"after line {where.line}" if where.line else "before the first line"
+            yield from _json_lines(path, lines, where, first_line=skipped + 1)
+    except EOFError as err:
         raise RmdataError(
-            f"{path}: the compressed stream ends before its end marker, {ended} ({err}); the file is truncated "
-            "or damaged (was it cut off while being written?)"
+            f"{path}: the compressed stream ends before its end marker, {_ended(where)} ({err}); the file is "
+            "truncated (was it cut off while being written?)"
         ) from err
+    except (gzip.BadGzipFile, zstandard.ZstdError) as err:
+        what = "gzip" if isinstance(err, gzip.BadGzipFile) else "zstd"
+        raise RmdataError(
+            f"{path}: not a valid {what} stream, {_ended(where)} ({err}); is the file damaged, or not {what} at all?"
+        ) from err
+    except OSError as err:
+        raise RmdataError(f"{path}: cannot be read, {_ended(where)}: {err}") from err
+
+
+def _ended(where: _Where) -> str:
+    return f"after line {where.line}" if where.line else "before the first line"
 
 
 @dataclass
@@ -233,17 +250,21 @@ class _Where:
     line: int = 0  # the last line read completely
 
 
-def _starts_array(stream: io.BufferedIOBase) -> bool:
-    """Whether the first non-whitespace byte is ``[`` (a JSON array file rather than JSON lines)."""
-    skipped = 0
+def _skip_blank(stream: io.BufferedIOBase) -> tuple[int, bytes]:
+    """Consume the whitespace (and BOM) before the first value; returns (newlines consumed, next bytes)."""
+    newlines = 0
     while True:
-        head = stream.peek(1 << 16)[skipped:]  # type: ignore[attr-defined]
+        head = stream.peek(1 << 16)  # type: ignore[attr-defined]
+        if not head:
+            return newlines, b""
         stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
         if stripped:
-            return stripped.startswith(b"[")
-        if not head or skipped > (1 << 16):
-            return False  # only whitespace (or more of it than is worth scanning): read as JSON lines
-        skipped += len(head)
+            skip = len(head) - len(stripped)
+            newlines += head.count(b"\n", 0, skip)
+            stream.read(skip)
+            return newlines, stripped[:1]
+        newlines += head.count(b"\n")
+        stream.read(len(head))
 
 
 def _cr_lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
@@ -257,15 +278,15 @@ def _cr_lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
         yield rest
 
 
-def _json_lines(path: str, stream: Iterable[bytes], where: _Where) -> Iterator[RawRecord]:
+def _json_lines(path: str, stream: Iterable[bytes], where: _Where, first_line: int = 1) -> Iterator[RawRecord]:
     pending: tuple[int, bytes] | None = None
-    for lineno, line in enumerate(stream, 1):
+    for lineno, line in enumerate(stream, first_line):
         if pending is not None:
             where.line = pending[0]
             record = _parse_line(path, *pending, last=False)
             if record is not None:
                 yield record
-        pending = (lineno, line.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else line)
+        pending = (lineno, line)
     if pending is not None:
         where.line = pending[0]
         record = _parse_line(path, *pending, last=True)
@@ -306,14 +327,21 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
 def _unparsable(err: ValueError | RecursionError) -> str:
     """JSON that parses by the grammar but not in Python: huge integers, nesting beyond the recursion limit."""
     if isinstance(err, RecursionError):
-        return "JSON nested too deeply to read (more than about 1,000 levels of arrays or objects)"
-    return f"unreadable JSON value: {str(err).splitlines()[0]}"
+        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+    message = str(err).splitlines()[0]
+    if "integer string conversion" in message:
+        return "a number has more than 4,300 digits, more than Python reads; write it as a string"
+    return f"unreadable JSON value: {message}"
 
 
 def _value_problem(value: Any, text: bytes | None) -> str | None:
-    """Why a parsed value is not a record: not an object, or a string that is not valid Unicode."""
+    """Why a parsed value is not a record: not an object, nested deeper than MAX_DEPTH (polars and Arrow
+    crash on such values), or holding a string that is not valid Unicode. ``text``: the raw line, when
+    known, to skip the walks a line cannot need."""
     if not isinstance(value, dict):
         return f"a record must be a JSON object; got {describe(value)}"
+    if (text is None or text.count(b"[") + text.count(b"{") > MAX_DEPTH) and _deeper_than(value, MAX_DEPTH):
+        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
     if text is None or _SURROGATE_ESCAPE.search(text):
         bad = _surrogate_field(value, "")
         if bad is not None:
@@ -322,6 +350,18 @@ def _value_problem(value: Any, text: bytes | None) -> str | None:
                 "fix the text that wrote it"
             )
     return None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/dicts nest more than ``limit`` levels (iterative: no recursion limit to hit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _surrogate_field(value: Any, where: str, depth: int = 0) -> str | None:
@@ -352,6 +392,13 @@ def _valid_unicode(text: str) -> bool:
     return True
 
 
+def _raw_text(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return "(not shown: too deeply nested)"
+
+
 def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
     try:
         values = json.loads(data.decode("utf-8-sig"))
@@ -375,4 +422,4 @@ def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
         if problem is None:
             yield RawRecord(location, value)
         else:
-            yield RawRecord(location, None, problem, json.dumps(value))
+            yield RawRecord(location, None, problem, _raw_text(value))
