@@ -51,7 +51,7 @@ class Drop:
     message: str
     location: str
     row: Mapping[str, Any] | None = None
-    fields: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    fields: tuple[Mapping[str, str | None], ...] = field(default_factory=tuple)  # field None: the whole record
     raw: str | None = None  # the line or item that could not be read as a record
 
     def __post_init__(self) -> None:

@@ -29,8 +29,6 @@ def resolve_hub_id(text: str, ref: HubRef) -> InputInfo:
         splits = list(loaded)
         split = pick_split(text, splits)
         return InputInfo(text, "hub-id", [], split, sorted(splits), dataset=loaded[split])
-    if not isinstance(loaded, datasets.Dataset):
-        raise RmdataError(f"{text}: datasets gave a {type(loaded).__name__}, not a dataset of rows")
     return InputInfo(text, "hub-id", [], ref.split, [], dataset=loaded)
 
 
@@ -38,7 +36,7 @@ def _why(text: str, ref: HubRef, err: Exception) -> str:
     first = (str(err).splitlines() or [type(err).__name__])[0]
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     fetch = f"python -c \"import datasets; datasets.load_dataset('{ref.repo}'" + (
-        f", revision='{ref.revision}')\"" if ref.revision else ")\""
+        f", revision='{ref.revision}')\"" if ref.revision else ')"'
     )
     if offline and isinstance(err, (ConnectionError, FileNotFoundError)) or "OfflineModeIsEnabled" in first:
         return (

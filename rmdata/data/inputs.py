@@ -105,15 +105,15 @@ def resolve_input(path: str) -> InputInfo:
         if not isinstance(entries, list) or not all(
             isinstance(f, dict) and isinstance(f.get("filename"), str) for f in entries
         ):
-            raise RmdataError(f"{p / 'state.json'}: _data_files must be a list of {{\"filename\": ...}}; is it damaged?")
+            raise RmdataError(f'{p / "state.json"}: _data_files must be a list of {{"filename": ...}}; is it damaged?')
         files = [str(p / f["filename"]) for f in entries]
         if not files:
             raise RmdataError(f"{p / 'state.json'}: lists no data files (_data_files is empty)")
         for name in files:
             if not Path(name).is_file() or Path(name).resolve().parent != p.resolve():
                 raise RmdataError(f"{p / 'state.json'} names {name}, which is not a file in {p}; is it damaged?")
-        split = state.get("_split")
-        return InputInfo(path, "save_to_disk", files, split if isinstance(split, str) else None, [])
+        saved_split = state.get("_split")
+        return InputInfo(path, "save_to_disk", files, saved_split if isinstance(saved_split, str) else None, [])
     return _resolve_hub_dir(p)
 
 
@@ -122,7 +122,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise RmdataError(f"{path}: not valid JSON ({str(err).splitlines()[0]}); is the saved dataset damaged?") from err
+        raise RmdataError(
+            f"{path}: not valid JSON ({str(err).splitlines()[0]}); is the saved dataset damaged?"
+        ) from err
     if not isinstance(value, dict):
         raise RmdataError(f"{path}: must hold a JSON object; is the saved dataset damaged?")
     return value

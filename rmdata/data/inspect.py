@@ -103,9 +103,9 @@ class _Lengths:
                 texts[name] = [row[name] for row in rows]
         for name, values in texts.items():
             text = pl.Series(values, dtype=pl.String)
-            measured = pl.DataFrame(
-                {"chars": text.str.len_chars(), "words": text.str.count_matches(r"\S+")}
-            ).cast(pl.UInt32)
+            measured = pl.DataFrame({"chars": text.str.len_chars(), "words": text.str.count_matches(r"\S+")}).cast(
+                pl.UInt32
+            )
             self.parts.setdefault(name, []).append(measured)
 
     def summary(self, kind: str) -> dict[str, dict[str, dict[str, float]]]:

@@ -25,7 +25,7 @@ from rmdata.data import drops
 from rmdata.data.drops import Drop
 from rmdata.data.inputs import InputInfo
 from rmdata.data.rules import RecordError
-from rmdata.data.stream import MAX_SHOWN, format_errors, scan, stream
+from rmdata.data.stream import MAX_SHOWN, drop_errors, format_errors, scan, stream
 from rmdata.errors import RmdataError
 
 __all__ = ["LoadedData", "format_errors", "load_dataset_records", "MAX_SHOWN"]
@@ -79,12 +79,7 @@ def load_dataset_records(
         paths, format=format, on_error="skip", on_drop=rejects.append, batch_size=batch_size,
         dedup=dedup, count_duplicates=True,
     )  # fmt: skip
-    errors = [
-        RecordError(d.location, f.get("field"), f.get("message", d.message))
-        for d in rejects
-        if d.reason != drops.DUPLICATE
-        for f in d.fields or ({"field": None, "message": d.message},)
-    ]
+    errors = [e for d in rejects if d.reason != drops.DUPLICATE for e in drop_errors(d)]
     loaded = LoadedData(
         report.format, report.kind, pl.DataFrame(schema=report.columns), report.records, errors, rejects,
         report.inputs, report.detected, report.notes, report.duplicates,

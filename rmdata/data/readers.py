@@ -192,11 +192,11 @@ def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
     with open(path, "rb") as raw:
         if name.endswith(".gz"):
             with gzip.GzipFile(fileobj=raw) as unzipped:
-                yield unzipped  # type: ignore[misc]
+                yield unzipped
         elif name.endswith(".zst"):
             yield io.BufferedReader(_ZstdFrames(raw), buffer_size=1 << 20)
         else:
-            yield raw  # type: ignore[misc]
+            yield raw
 
 
 MAX_DEPTH = 64  # nesting levels a record may have
@@ -223,7 +223,7 @@ def _json_records(path: str, kind: str) -> Iterator[RawRecord]:
             if kind == "json" and first == b"[":
                 yield from _json_array(path, stream.read())
                 return
-            lines: Iterator[bytes] = stream  # type: ignore[assignment]
+            lines: Iterator[bytes] = stream
             if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
                 lines = _cr_lines(stream)  # classic Mac line ends: CR only
             yield from _json_lines(path, lines, where, first_line=skipped + 1)

@@ -275,7 +275,7 @@ class _Pass1:
             self.records += 1
             if raw.value is None:
                 self._drop(Drop(drops.UNREADABLE_RECORD, raw.error or "unreadable", raw.location,
-                                fields=({"field": None, "message": raw.error or "unreadable"},),  # type: ignore[dict-item]
+                                fields=({"field": None, "message": raw.error or "unreadable"},),
                                 raw=raw.text))  # fmt: skip
                 self.invalid += 1
                 continue
@@ -307,16 +307,20 @@ class _Pass1:
             message += f" (the record's other {kept} response(s) are kept)"
         fields = tuple({"field": f, "message": m} for f, m in problems.items)
         reason = drops.INVALID_RESPONSE if kept else drops.INVALID_RECORD
-        self._drop(Drop(reason, message, raw.location, row=raw.value, fields=fields))  # type: ignore[arg-type]
+        self._drop(Drop(reason, message, raw.location, row=raw.value, fields=fields))
 
     def _drop(self, drop: Drop) -> None:
         self.drop_counts[drop.reason] = self.drop_counts.get(drop.reason, 0) + 1
         if drop.reason != drops.DUPLICATE:
-            for f in drop.fields or ({"field": None, "message": drop.message},):
-                if len(self.errors) < MAX_KEPT_ERRORS:
-                    self.errors.append(RecordError(drop.location, f["field"], f["message"]))
+            self.errors += drop_errors(drop)[: max(0, MAX_KEPT_ERRORS - len(self.errors))]
         if self.on_drop is not None:
             self.on_drop(drop)
+
+
+def drop_errors(drop: Drop) -> list[RecordError]:
+    """The rules a dropped record broke, one RecordError each (its message when no field was named)."""
+    fields = drop.fields or ({"field": None, "message": drop.message},)
+    return [RecordError(drop.location, f.get("field"), f.get("message") or drop.message) for f in fields]
 
 
 def _valid_rows(raw: RawRecord, fmt: Format, detected_in: InputInfo | None) -> list[Row]:

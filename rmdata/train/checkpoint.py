@@ -110,7 +110,9 @@ def _cuda_index(key: str) -> int:
 
 def _python_rng() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    numpy_state = np.random.get_state(legacy=True)
+    assert isinstance(numpy_state, tuple)  # legacy=True: (name, keys, pos, has_gauss, cached)
+    name, keys, pos, has_gauss, cached = numpy_state
     return {
         "random": {"version": version, "state": list(internal), "gauss": gauss},
         "numpy": {"name": name, "keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached": cached},

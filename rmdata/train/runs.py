@@ -100,9 +100,7 @@ def check_run_dir(run: RunDir, recipe: Recipe, *, resume: bool, overwrite: bool)
                 f"{run.path} holds files rmdata did not make (no {MARKER}, no run.json and recipe.yaml); {flag} "
                 "only touches rmdata's own run directories: choose another --output-dir, or move those files away"
             )
-        raise RmdataError(
-            f"{run.path} already exists and holds files rmdata did not make; choose another --output-dir"
-        )
+        raise RmdataError(f"{run.path} already exists and holds files rmdata did not make; choose another --output-dir")
     if not (resume or overwrite):
         raise RmdataError(
             f"{run.path} already holds a run: pass --resume to continue it, --overwrite to start over, "

@@ -119,7 +119,8 @@ def test_unreadable_inputs_are_one_error_line(case: str, tmp_path: Path, monkeyp
 
 RECORD_ERRORS: dict[str, tuple[list[str], str, str]] = {
     # name: (lines, field, message part): a file whose other records are fine; the bad one is named by line
-    "lone surrogate in the prompt": (['{"prompt": "\\ud800 hi", "chosen": "a", "rejected": "b"}'], None, "lone surrogate"),
+    "lone surrogate in the prompt": (['{"prompt": "\\ud800 hi", "chosen": "a", "rejected": "b"}'], None,
+                                     "lone surrogate"),
     "lone surrogate in a carried column": (['{"prompt": "x", "chosen": "a", "rejected": "b", "note": "\\udfff"}'],
                                            None, "note holds a lone surrogate"),
     "lone surrogate in a key": (['{"prompt": "x", "chosen": "a", "rejected": "b", "\\ud800": 1}'], None,

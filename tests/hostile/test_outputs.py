@@ -194,15 +194,17 @@ def test_atomic_directory_replaces_only_its_own_kind(tmp_path: Path) -> None:
     with atomic_directory(out, overwrite=True, kind="scores") as tmp:
         (tmp / "a").write_text("2")
     assert (out / "a").read_text() == "2"
-    with pytest.raises(RmdataError, match="rmdata scores directory, not dpo"), atomic_directory(
-        out, overwrite=True, kind="dpo"
+    with (
+        pytest.raises(RmdataError, match="rmdata scores directory, not dpo"),
+        atomic_directory(out, overwrite=True, kind="dpo"),
     ):
         pass
     user = tmp_path / "user"
     user.mkdir()
     (user / "notes.txt").write_text("x")
-    with pytest.raises(RmdataError, match="holds files rmdata did not make"), atomic_directory(
-        user, overwrite=True, kind="scores"
+    with (
+        pytest.raises(RmdataError, match="holds files rmdata did not make"),
+        atomic_directory(user, overwrite=True, kind="scores"),
     ):
         pass
     (tmp_path / "file").write_text("x")
