@@ -1,9 +1,15 @@
 """Input files -> raw records, each with its location, streamed in batches.
 
-Readers: JSON lines (``.jsonl``/``.ndjson``, also ``.gz`` and ``.zst``, read line by line), JSON arrays
-(``.json``; a ``.json`` file that does not start with ``[`` is read as JSON lines), Parquet and CSV
-(polars lazy scans, streamed in batches; CSV cells are read as text), and the Arrow files of a
-``datasets`` ``save_to_disk`` directory (memory-mapped). Which files to read: :mod:`rmdata.data.inputs`.
+Readers: JSON lines (``.jsonl``/``.ndjson``, also ``.gz`` and ``.zst`` in any case, read line by line; LF,
+CRLF or CR-only line ends), JSON arrays (``.json``; a ``.json`` file whose first non-blank byte is not ``[`` is
+read as JSON lines), Parquet and CSV (polars lazy scans, streamed in batches; CSV cells are read as text), the
+Arrow files of a ``datasets`` ``save_to_disk`` directory (memory-mapped), and a Hub dataset opened by
+:mod:`rmdata.data.hub`. Which files to read: :mod:`rmdata.data.inputs`.
+
+Hostile input: a compressed stream must reach its end marker (EOFError otherwise, also for a zstd file cut
+at a block boundary); UTF-16/32 text is refused; a line is unreadable (a record with an error, named by
+line) when it is not JSON, not an object, not UTF-8, nests deeper than ``MAX_DEPTH``, holds an integer
+Python will not parse, or holds a lone surrogate in a string or key.
 
 Locations: ``file:line`` (1-based) for JSON lines; ``file:row`` (0-based, as in ``frame[row]`` or
 ``dataset[row]``) for every other reader. A line that cannot be read becomes a record with an error, so
