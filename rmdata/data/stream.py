@@ -13,8 +13,6 @@ normalized content (prompt and response(s)) repeats an earlier row's is dropped 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,15 +24,15 @@ import polars as pl
 
 from rmdata.data import drops
 from rmdata.data.carried import CarriedSchema, carried_frame
+from rmdata.data.detect import DETECT_SAMPLE, choose_format, normalize
 from rmdata.data.drops import Drop
-from rmdata.data.formats import FORMATS, Format, Row, guess_format
+from rmdata.data.formats import FORMATS, Format, Row
 from rmdata.data.inputs import InputInfo, resolve_input
 from rmdata.data.readers import Batch, RawRecord, iter_batches
 from rmdata.data.rules import Problems, RecordError
 from rmdata.data.schema import core_frame, core_schema
 from rmdata.errors import RmdataError
 
-DETECT_SAMPLE = 1000  # records looked at to detect the format
 MAX_SHOWN = 20  # errors listed in a raised RmdataError
 MAX_KEPT_ERRORS = 1000  # errors a ScanReport keeps for display
 DEBUG_ENV = "RMDATA_DEBUG"  # set to 1: unexpected errors while reading show their traceback
@@ -102,7 +100,7 @@ def scan(
     for info in inputs:
         with reading(info.path):
             head, rest = _head(_counted(info, batch_size), DETECT_SAMPLE)
-            fmt = choose_format(format, head, info)
+            fmt = choose_format(format, [r for batch in head for r in batch.records], info)
             state.check_kind(fmt, info, inputs[0])
             formats[info.path] = fmt.name
             for batch in chain(head, rest):
@@ -126,7 +124,7 @@ def stream(report: ScanReport, *, batch_rows: int = 4096) -> Iterator[pl.DataFra
     Every batch has exactly ``report.columns``. The inputs must not change between the passes.
     """
     assert report.schema is not None
-    seen: set[bytes] | None = set() if report.dedup else None
+    seen: set[int] | None = set() if report.dedup else None
     pending: list[pl.DataFrame] = []
     held = 0
     for info in report.inputs:
@@ -224,11 +222,16 @@ def reading(path: str) -> Iterator[None]:
         ) from err
 
 
-def content_digest(kind: str, row: Row) -> bytes:
-    """8 bytes identifying a normalized row's content: prompt and response (pairs: chosen and rejected)."""
-    texts = [row["chosen"], row["rejected"]] if kind == "pairs" else [row["response"]]
-    canonical = json.dumps([[[m["role"], m["content"]] for m in row["prompt"]], texts], ensure_ascii=True)
-    return hashlib.blake2b(canonical.encode(), digest_size=8).digest()
+def content_digest(kind: str, row: Row) -> int:
+    """A 64-bit hash of a normalized row's content: prompt and response (pairs: chosen and rejected).
+
+    Python's own hash: equal within one process (both passes run in one), salted across processes, so it
+    is never stored. Two different rows share one with odds of about n^2 / 2^65 (3e-6 for 10M rows).
+    """
+    prompt = tuple((m["role"], m["content"]) for m in row["prompt"])
+    if kind == "pairs":
+        return hash((prompt, row["chosen"], row["rejected"]))
+    return hash((prompt, row["response"]))
 
 
 class _Pass1:
@@ -241,7 +244,7 @@ class _Pass1:
         self.kind_given = kind is not None
         self.on_drop = on_drop
         self.dedup = dedup
-        self.digests: set[bytes] | None = set() if dedup or count_duplicates else None
+        self.digests: set[int] | None = set() if dedup or count_duplicates else None
         self.schema = CarriedSchema(set())
         self.records = self.valid_rows = self.invalid = self.duplicates = 0
         self.errors: list[RecordError] = []
@@ -349,76 +352,3 @@ def _head(batches: Iterator[Batch], sample: int) -> tuple[list[Batch], Iterator[
         if seen >= sample:
             break
     return head, batches
-
-
-def choose_format(given: str | None, head: list[Batch], info: InputInfo) -> Format:
-    """The given format, or the one most of the input's first records point to (recorded on ``info``).
-
-    When no record points to a format, the error shows the first records' problems as records of the
-    closest format (the one whose keys they hold most of), or why they could not be read at all.
-    """
-    if given is not None:
-        info.format, info.detection = given, "given"
-        return FORMATS[given]
-    raws = [r for batch in head for r in batch.records][:DETECT_SAMPLE]
-    values = [r.value for r in raws if r.value is not None]
-    votes: dict[str, int] = {}
-    for name in map(guess_format, values):
-        if name is not None:
-            votes[name] = votes.get(name, 0) + 1
-    if not votes:
-        raise RmdataError(_undetected(info, raws, values))
-    name = max(votes, key=lambda n: (votes[n], -list(FORMATS).index(n)))
-    info.format, info.detection = name, f"detected from the keys of {votes[name]} of the first {len(values)} records"
-    return FORMATS[name]
-
-
-def _undetected(info: InputInfo, raws: list[RawRecord], values: list[dict[str, Any]]) -> str:
-    keys = sorted({str(key) for value in values for key in value})
-    known = "; ".join(f"{f.name} ({', '.join(f.required)})" for f in FORMATS.values())
-    lines = [
-        f"{info.path}: cannot tell the format: records have keys {', '.join(keys[:30]) or '(none readable)'}; "
-        f"rmdata reads {known}; rename the columns or choose a format (--format / data.format)"
-    ]
-    closest = None
-    if values:
-        closest = max(FORMATS.values(), key=lambda f: sum(k in v for v in values for k in f.required))
-        lines[0] += f"; as {closest.name} records (the closest), the first records have these problems:"
-    else:
-        lines[0] += "; no record could be read:"
-    shown = 0
-    for raw in raws:
-        if shown == MAX_SHOWN:
-            break
-        if raw.value is None:
-            lines.append(f"  {raw.location}: {raw.error}")
-        elif closest is not None:
-            problems = Problems()
-            normalize(raw.value, closest, problems, None)
-            if not problems:
-                continue
-            lines.append(f"  {raw.location}: {problems.items[0][1]}")
-        shown += 1
-    return "\n".join(lines)
-
-
-def normalize(record: dict[str, Any], fmt: Format, problems: Problems, detected_in: InputInfo | None) -> list[Row]:
-    """Normalize one record; a record missing the format's keys is named as another format when it is one."""
-    missing = [key for key in fmt.required if key not in record]
-    null = [key for key in fmt.required if key in record and record[key] is None]
-    if not missing and not null:
-        return fmt.normalize(record, problems)
-    guess = guess_format(record) if missing else None
-    if detected_in is not None and guess is not None and guess != fmt.name:
-        problems.add(
-            missing[0],
-            f"record is in the {guess} format (keys {', '.join(FORMATS[guess].required)}), not {fmt.name} like "
-            f"the rest of {detected_in.path}; one input holds one format",
-        )
-        return []
-    for key in fmt.required:
-        if key in null:
-            problems.add(key, f"{key} is null ({fmt.name} records need {', '.join(fmt.required)})")
-        elif key in missing:
-            problems.add(key, f'missing key "{key}" ({fmt.name} records need {", ".join(fmt.required)})')
-    return []

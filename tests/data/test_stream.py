@@ -43,7 +43,9 @@ def test_stream_gives_the_loaders_frame_in_fixed_schema_batches(write_jsonl) -> 
 
 def test_scan_fail_policy_raises_listing_the_errors(write_jsonl) -> None:
     path = write_jsonl("p.jsonl", [PAIR, {**PAIR, "rejected": ""}])
-    with pytest.raises(RmdataError, match=r"1 of 2 records are invalid \(pairs format\):\n  .*p\.jsonl:2: rejected is empty"):
+    with pytest.raises(
+        RmdataError, match=r"1 of 2 records are invalid \(pairs format\):\n  .*p\.jsonl:2: rejected is empty"
+    ):
         scan([path])
     with pytest.raises(RmdataError, match="holds pairs records"):
         scan([path], kind="corpus", on_error="skip")
@@ -83,8 +85,8 @@ def test_per_record_keys_become_one_json_column(write_jsonl) -> None:
 def test_few_sparse_keys_stay_columns(write_jsonl) -> None:
     rows = [{**PAIR, "chosen": f"Hi {i}!", f"k{i % 3}": i} for i in range(6)]
     loaded = load_dataset_records([write_jsonl("p.jsonl", rows)])
-    assert loaded.frame.select("k0", "k1", "k2").rows() == [(0, None, None), (None, 1, None), (None, None, 2),
-                                                            (3, None, None), (None, 4, None), (None, None, 5)]  # fmt: skip
+    expected = [(0, None, None), (None, 1, None), (None, None, 2), (3, None, None), (None, 4, None), (None, None, 5)]
+    assert loaded.frame.select("k0", "k1", "k2").rows() == expected
 
 
 def test_inputs_of_different_formats_share_one_schema(write_jsonl, tmp_path: Path) -> None:

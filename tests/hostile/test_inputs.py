@@ -205,7 +205,7 @@ def test_an_empty_input_path_reads_nothing(value: str, tmp_path: Path, monkeypat
 
 def test_unexpected_errors_while_reading_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader bug reaches the user as one line naming the file; RMDATA_DEBUG=1 shows the traceback."""
-    import rmdata.data.readers as readers
+    import rmdata.data.jsonl as jsonl
 
     path = tmp_path / "p.jsonl"
     path.write_bytes(pair_lines(3))
@@ -213,7 +213,7 @@ def test_unexpected_errors_while_reading_name_the_file(tmp_path: Path, monkeypat
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(readers, "_json_lines", broken)
+    monkeypatch.setattr(jsonl, "_json_lines", broken)
     result = run_cli(["inspect", str(path)], monkeypatch, tmp_path)
     assert result.code == 2 and result.error_lines == 1
     assert f"{path}: cannot be read (KeyError: 'boom')" in result.err and "RMDATA_DEBUG=1" in result.err
