@@ -207,6 +207,10 @@ def test_atomic_directory_replaces_only_its_own_kind(tmp_path: Path) -> None:
         atomic_directory(user, overwrite=True, kind="scores"),
     ):
         pass
+    with pytest.raises(RmdataError, match="holds files rmdata did not make"), atomic_directory(user, overwrite=True):
+        pass
+    with atomic_directory(out, overwrite=True) as tmp:  # no kind given: any rmdata output may be replaced
+        (tmp / "a").write_text("3")
     (tmp_path / "file").write_text("x")
     with pytest.raises(RmdataError, match="is a file"), atomic_directory(tmp_path / "file", overwrite=True):
         pass
