@@ -64,9 +64,7 @@ def inspect_paths(paths: Sequence[str], format: str | None = None) -> InspectRep
     report = scan(paths, format=format, on_error="skip", count_duplicates=True, on_rows=lengths.add)
     notes = list(report.notes)
     if report.duplicates:
-        notes.append(
-            f"{report.duplicates} rows repeat an earlier row's prompt and response(s) (data.dedup: true drops them)"
-        )
+        notes.append(f"{report.duplicates} rows repeat an earlier row's prompt and response(s)")
     return InspectReport(
         format=report.format,
         kind=report.kind,
