@@ -8,6 +8,7 @@ library modules they call.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,11 +43,20 @@ def _root(
     """Train packed reward models (InternLM2 loss) and curate data with them."""
 
 
+DEBUG_ENV = "RMDATA_DEBUG"  # =1: errors show their full traceback (for bug reports)
+
+
 def main() -> None:
-    """Console entry point: user errors print one line and exit 2, never a traceback."""
+    """Console entry point: user errors print one ``error: ...`` line and exit 2, never a traceback.
+
+    Unexpected errors while reading an input reach here as RmdataError naming the file (the data layer
+    wraps them). With ``RMDATA_DEBUG=1`` every error is raised with its traceback instead.
+    """
     try:
         app()
     except RmdataError as err:
+        if os.environ.get(DEBUG_ENV):
+            raise
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -119,12 +129,12 @@ def convert_gguf(
 @app.command()
 def inspect(
     paths: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
-            exists=True,
             show_default=False,
-            help="Files (.jsonl/.json, also .gz/.zst; .parquet; .csv) or directories (datasets save_to_disk, "
-            "Hub layout); several are read as one input.",
+            help="Files (.jsonl/.json, also .gz/.zst; .parquet; .csv), directories (datasets save_to_disk, "
+            "Hub layout) or Hub dataset ids (org/name, optional :split and @revision); several are read as one "
+            "input.",
         ),
     ],
     data_format: Annotated[
@@ -141,7 +151,7 @@ def inspect(
     """
     from rmdata.data.inspect import inspect_paths, render_report
 
-    report = inspect_paths([str(p) for p in paths], data_format)
+    report = inspect_paths(paths, data_format)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:

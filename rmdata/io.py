@@ -21,6 +21,8 @@ from rmdata.errors import RmdataError
 if TYPE_CHECKING:
     import polars as pl
 
+    from rmdata.data.drops import Drop
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -40,16 +42,31 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_directory(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh directory beside ``out``; on success it replaces ``out``, on error it is removed."""
+def atomic_directory(out: Path, *, overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
+    """Yield a fresh directory beside ``out``; on success it replaces ``out``, on error it is removed.
+
+    With ``kind`` the new directory carries rmdata's output marker (see :mod:`rmdata.dataset_dir`), and
+    ``overwrite`` replaces only an empty directory or an rmdata output of that kind (without ``kind``: of
+    any kind): a directory of the user's files is refused with the fix, never deleted. ``out`` naming a file
+    is always refused.
+    """
+    from rmdata.dataset_dir import check_replaceable, read_marker, write_marker
+
+    if out.is_file() or (out.is_symlink() and not out.is_dir()):
+        raise RmdataError(f"{out} exists and is a file, not a directory; choose another output directory")
     if out.exists() and not overwrite:
         raise RmdataError(f"{out} already exists; choose another directory or remove it first")
+    if out.exists():
+        marker = read_marker(out)
+        check_replaceable(out, [kind] if kind is not None else [marker["kind"]] if marker else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
+        if kind is not None:
+            write_marker(tmp, kind)
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
@@ -75,27 +92,40 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Write one JSON object per line, atomically; returns the number of rows.
+def json_line(row: Mapping[str, Any]) -> str:
+    """One JSON line (no newline), UTF-8 text kept as is; values JSON cannot hold are written as their ``str``.
 
-    Values JSON cannot hold (dates, decimals, bytes from Parquet columns) are written as their ``str``.
+    A string that is not valid Unicode (a lone surrogate such as ``"\\ud800"``, which JSON can spell) is
+    written as its ``\\u`` escape, so the line is valid UTF-8 and parses back to the same value.
     """
+    line = json.dumps(row, ensure_ascii=False, default=str)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row, ensure_ascii=True, default=str)
+    return line
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write one JSON object per line (see :func:`json_line`), atomically; returns the number of rows."""
     count = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as out:
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            out.write(json_line(row) + "\n")
             count += 1
     return count
 
 
-def write_rejects(path: str | os.PathLike[str], rejects: Iterable[Mapping[str, Any]]) -> int:
+def write_rejects(path: str | os.PathLike[str], rejects: Iterable[Drop | Mapping[str, Any]]) -> int:
     """Write rejected records, one JSON object per line, atomically; returns how many.
 
-    Each reject carries at least ``source`` (``file:line`` or ``file:row``), ``reason`` and ``message``;
-    rejects from :func:`rmdata.data.load.load_dataset_records` also hold ``errors`` (field and message of
-    each broken rule) and ``record`` (the raw record, or the raw line when it could not be parsed).
+    A :class:`~rmdata.data.drops.Drop` is written as its ``to_json()``: ``source`` (``file:line`` or
+    ``file:row``), ``reason``, ``message``, and when known ``errors`` (field and message of each broken rule),
+    ``record`` (the raw record) and ``raw`` (the line that could not be parsed). Mappings are written as given.
     """
-    return write_jsonl(path, rejects)
+    from rmdata.data.drops import Drop
+
+    return write_jsonl(path, (r.to_json() if isinstance(r, Drop) else r for r in rejects))
 
 
 def write_parquet(frame: pl.DataFrame, path: str | os.PathLike[str]) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 # data: a record that breaks a rule of its format (or of every format, when detection failed)
 INVALID_RECORD = "invalid_record"
+# data: a line or item that could not be read as a record (malformed JSON, not an object, not UTF-8)
+UNREADABLE_RECORD = "unreadable_record"
 # data: a multi-response record kept without one of its responses, which broke a rule
 INVALID_RESPONSE = "invalid_response"
 # data: a record whose normalized content repeats an earlier one (with data.dedup: true)
@@ -27,6 +29,7 @@ OVER_MAX_PACKED_LENGTH = "over_max_packed_length"
 
 REASONS: dict[str, str] = {
     INVALID_RECORD: "the record breaks a rule of its format",
+    UNREADABLE_RECORD: "the line or item cannot be read as a record (malformed JSON, not an object, not UTF-8)",
     INVALID_RESPONSE: "one response of a multi-response record breaks a rule; the others are kept",
     DUPLICATE: "the same normalized content as an earlier record (data.dedup: true)",
     RESPONSE_TOO_LONG: "the response and reward token do not fit max_length, even with the prompt cut away",
@@ -48,7 +51,7 @@ class Drop:
     message: str
     location: str
     row: Mapping[str, Any] | None = None
-    fields: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    fields: tuple[Mapping[str, str | None], ...] = field(default_factory=tuple)  # field None: the whole record
     raw: str | None = None  # the line or item that could not be read as a record
 
     def __post_init__(self) -> None:

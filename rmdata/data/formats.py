@@ -196,10 +196,11 @@ FORMATS: dict[str, Format] = {
 
 
 def guess_format(record: Record) -> str | None:
-    """The format a record's keys point to (keys holding null do not count), or None."""
+    """The format a record's keys point to (keys holding null do not count, except a ``prompt`` beside
+    chosen and rejected: a pair whose prompt is null is a broken pair, not an HH transcript), or None."""
     has = {key for key, value in record.items() if value is not None}
     if {"chosen", "rejected"} <= has:
-        if "prompt" in has:
+        if "prompt" in record:
             return "pairs"
         return "pairs-implicit" if isinstance(record["chosen"], list) else "hh"
     if "messages" in has:

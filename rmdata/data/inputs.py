@@ -5,6 +5,9 @@ A file is read by its name (``.jsonl``/``.ndjson``/``.json``, optionally ``.gz``
 with one folder per split) or a Hugging Face Hub layout (``data/train-00000-of-00001.parquet``), whose
 files are grouped into splits by the split words in their names or folders. The ``train`` split is read
 unless the directory holds a single other split; several splits and no train is an error.
+
+A path that does not exist but reads as a Hub dataset id (``org/name``, optional ``:split`` and
+``@revision``) is read through ``datasets.load_dataset`` and its cache (see :mod:`rmdata.data.hub`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rmdata.errors import RmdataError
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 COMPRESSIONS = (".gz", ".zst")
+DATA_SUFFIXES = (*JSON_SUFFIXES, ".parquet", ".csv", *COMPRESSIONS)
 SPLIT_WORDS = {
     "train": ("train", "training"),
     "validation": ("validation", "valid", "val", "dev"),
@@ -30,13 +35,14 @@ class InputInfo:
     """One path the user gave, resolved to the files that are read."""
 
     path: str
-    layout: str  # "file", "hub" or "save_to_disk"
+    layout: str  # "file", "hub" (a Hub-layout directory), "save_to_disk" or "hub-id" (read through datasets)
     files: list[str]
     split: str | None = None
     splits: list[str] = field(default_factory=list)  # every split the directory holds
     records: int = 0  # filled in while reading
     format: str | None = None  # filled in by the loader
     detection: str = ""  # how the format was chosen: "given", or "detected from the keys of ..."
+    dataset: Any = field(default=None, repr=False, compare=False)  # hub-id: the datasets.Dataset (memory-mapped)
 
 
 def file_kind(path: str) -> str:
@@ -62,23 +68,93 @@ def file_kind(path: str) -> str:
 
 
 def resolve_input(path: str) -> InputInfo:
-    """What to read for one user path: the file itself, or a directory's files of one split."""
+    """What to read for one user path: the file itself, a directory's files of one split, or a Hub dataset.
+
+    A local path always wins: ``org/name`` is read from the Hub only when no such file or directory exists.
+    """
+    if not path.strip():
+        raise RmdataError(
+            "an input path is empty (e.g. --set data.train= with nothing after it); give a file, a directory "
+            "or a Hub dataset id"
+        )
     p = Path(path)
     if not p.exists():
+        ref = parse_hub_id(path)
+        if ref is not None:
+            from rmdata.data.hub import resolve_hub_id
+
+            return resolve_hub_id(path, ref)
         raise RmdataError(f"{path}: no such file or directory")
     if p.is_file():
         file_kind(path)
         return InputInfo(path, "file", [path])
+    if not p.is_dir():
+        raise RmdataError(f"{path}: not a regular file or directory")
     if (p / "dataset_dict.json").is_file():
-        splits = json.loads((p / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        splits = _read_json(p / "dataset_dict.json").get("splits", [])
+        if not isinstance(splits, list) or not all(isinstance(s, str) and s and "/" not in s for s in splits):
+            raise RmdataError(f"{p / 'dataset_dict.json'}: splits must be a list of split names; got {splits!r:.60}")
         split = pick_split(path, splits)
+        if not (p / split).is_dir():
+            raise RmdataError(f"{p / 'dataset_dict.json'} names split {split} but {p / split} is not a directory")
         info = resolve_input(str(p / split))
         return InputInfo(path, "save_to_disk", info.files, split, list(splits))
     if (p / "state.json").is_file():
-        state = json.loads((p / "state.json").read_text(encoding="utf-8"))
-        files = [str(p / f["filename"]) for f in state.get("_data_files", [])]
-        return InputInfo(path, "save_to_disk", files, state.get("_split"), [])
+        state = _read_json(p / "state.json")
+        entries = state.get("_data_files", [])
+        if not isinstance(entries, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("filename"), str) for f in entries
+        ):
+            raise RmdataError(f'{p / "state.json"}: _data_files must be a list of {{"filename": ...}}; is it damaged?')
+        files = [str(p / f["filename"]) for f in entries]
+        if not files:
+            raise RmdataError(f"{p / 'state.json'}: lists no data files (_data_files is empty)")
+        for name in files:
+            if not Path(name).is_file() or Path(name).resolve().parent != p.resolve():
+                raise RmdataError(f"{p / 'state.json'} names {name}, which is not a file in {p}; is it damaged?")
+        saved_split = state.get("_split")
+        return InputInfo(path, "save_to_disk", files, saved_split if isinstance(saved_split, str) else None, [])
     return _resolve_hub_dir(p)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A small JSON metadata file of a saved dataset; anything unreadable is one error naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise RmdataError(
+            f"{path}: not valid JSON ({str(err).splitlines()[0]}); is the saved dataset damaged?"
+        ) from err
+    if not isinstance(value, dict):
+        raise RmdataError(f"{path}: must hold a JSON object; is the saved dataset damaged?")
+    return value
+
+
+_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?P<rest>(?:[:@][^:@\s]+){0,2})$")
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """A Hugging Face Hub dataset id: ``org/name``, optional ``:split`` and ``@revision`` (either order)."""
+
+    repo: str
+    split: str | None = None
+    revision: str | None = None
+
+
+def parse_hub_id(text: str) -> HubRef | None:
+    """``org/name[:split][@revision]`` -> HubRef; None for anything else, including names of data files
+    (``data/train.jsonl`` is a missing file, not a dataset id)."""
+    match = _HUB_ID.match(text)
+    if match is None:
+        return None
+    repo = match["repo"]
+    if repo.lower().endswith(DATA_SUFFIXES) or repo.startswith(".") or "/." in repo:
+        return None
+    parts = dict(re.findall(r"([:@])([^:@]+)", match["rest"]))
+    if len(parts) != len(re.findall(r"[:@]", match["rest"])):
+        return None  # two splits or two revisions
+    return HubRef(repo, parts.get(":"), parts.get("@"))
 
 
 def split_of(relative: Path) -> str:

@@ -1,6 +1,7 @@
 """`rmdata inspect`: what a set of input files holds, whether every record is valid, and how long texts are.
 
 The length summary is token-free (characters and whitespace-separated words), so it needs no tokenizer.
+One streaming pass (:func:`rmdata.data.stream.scan`): memory does not grow with the records' size.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 
 import polars as pl
 
+from rmdata.data.formats import Row
 from rmdata.data.inputs import InputInfo
-from rmdata.data.load import LoadedData, load_dataset_records
 from rmdata.data.rules import RecordError
+from rmdata.data.stream import scan
 
 STATS = ("min", "median", "p95", "max")
 
@@ -31,6 +33,8 @@ class InspectReport:
     inputs: list[dict[str, Any]]
     lengths: dict[str, dict[str, dict[str, float]]]  # field -> chars|words -> min|median|p95|max
     notes: list[str] = field(default_factory=list)
+    duplicates: int = 0  # rows repeating an earlier row's content
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object."""
@@ -46,24 +50,35 @@ class InspectReport:
             "inputs": self.inputs,
             "lengths": self.lengths,
             "notes": self.notes,
+            "duplicates": self.duplicates,
+            "dropped": self.dropped,
         }
 
 
 def inspect_paths(paths: Sequence[str], format: str | None = None) -> InspectReport:
-    """Load every record of ``paths`` (invalid ones are reported, not raised) and summarize them."""
-    loaded = load_dataset_records(paths, format=format, on_error="skip")
+    """Read every record of ``paths`` once (invalid ones are reported, not raised) and summarize them.
+
+    Memory stays bounded: records are not kept, only counts, the first errors and two lengths per text.
+    """
+    lengths = _Lengths()
+    report = scan(paths, format=format, on_error="skip", count_duplicates=True, on_rows=lengths.add)
+    notes = list(report.notes)
+    if report.duplicates:
+        notes.append(f"{report.duplicates} rows repeat an earlier row's prompt and response(s)")
     return InspectReport(
-        format=loaded.format,
-        kind=loaded.kind,
-        detected=loaded.detected,
-        records=loaded.records,
-        valid=loaded.valid,
-        invalid=loaded.invalid,
-        rows=loaded.frame.height,
-        errors=loaded.errors,
-        inputs=[_input_dict(info) for info in loaded.inputs],
-        lengths=length_summary(loaded),
-        notes=loaded.notes,
+        format=report.format,
+        kind=report.kind,
+        detected=report.detected,
+        records=report.records,
+        valid=report.records - report.invalid,
+        invalid=report.invalid,
+        rows=report.valid_rows,
+        errors=report.errors,
+        inputs=[_input_dict(info) for info in report.inputs],
+        lengths=lengths.summary(report.kind),
+        notes=notes,
+        duplicates=report.duplicates,
+        dropped=report.drops,
     )
 
 
@@ -73,31 +88,40 @@ def _input_dict(info: InputInfo) -> dict[str, Any]:
             "detection": info.detection}  # fmt: skip
 
 
-def length_summary(loaded: LoadedData) -> dict[str, dict[str, dict[str, float]]]:
-    """Characters and words of the prompt and of each response column, as min/median/p95/max."""
-    frame = loaded.frame
-    if frame.height == 0:
-        return {}
-    prompt = pl.col("prompt").list.eval(pl.element().struct.field("content")).list.join("\n")
-    texts = {"prompt": prompt}
-    for name in ("chosen", "rejected") if loaded.kind == "pairs" else ("response",):
-        texts[name] = pl.col(name)
-    exprs = []
-    for name, text in texts.items():
-        for unit, measure in (("chars", text.str.len_chars()), ("words", text.str.count_matches(r"\S+"))):
-            m = measure.cast(pl.Float64)
-            exprs += [
-                m.min().alias(f"{name}|{unit}|min"),
-                m.median().alias(f"{name}|{unit}|median"),
-                m.quantile(0.95, "linear").alias(f"{name}|{unit}|p95"),
-                m.max().alias(f"{name}|{unit}|max"),
-            ]
-    values = frame.select(exprs).row(0, named=True)
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for key, value in values.items():
-        name, unit, stat = key.split("|")
-        out.setdefault(name, {}).setdefault(unit, {})[stat] = round(float(value), 1)
-    return out
+class _Lengths:
+    """Characters and words of each text field, collected batch by batch (two small integers per text)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[pl.DataFrame]] = {}
+
+    def add(self, rows: list[Row]) -> None:
+        texts = {"prompt": ["\n".join(m["content"] for m in row["prompt"]) for row in rows]}
+        for name in ("chosen", "rejected", "response"):
+            if name in rows[0]:
+                texts[name] = [row[name] for row in rows]
+        for name, values in texts.items():
+            text = pl.Series(values, dtype=pl.String)
+            measured = pl.DataFrame({"chars": text.str.len_chars(), "words": text.str.count_matches(r"\S+")}).cast(
+                pl.UInt32
+            )
+            self.parts.setdefault(name, []).append(measured)
+
+    def summary(self, kind: str) -> dict[str, dict[str, dict[str, float]]]:
+        """Field -> chars|words -> min|median|p95|max."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        names = ["prompt", *(("chosen", "rejected") if kind == "pairs" else ("response",))]
+        for name in names:
+            if name not in self.parts:
+                continue
+            frame = pl.concat(self.parts[name])
+            for unit in ("chars", "words"):
+                m = pl.col(unit).cast(pl.Float64)
+                row = frame.select(
+                    m.min().alias("min"), m.median().alias("median"),
+                    m.quantile(0.95, "linear").alias("p95"), m.max().alias("max"),
+                ).row(0, named=True)  # fmt: skip
+                out.setdefault(name, {})[unit] = {k: round(float(v), 1) for k, v in row.items()}
+        return out
 
 
 def render_report(report: InspectReport, max_errors: int = 20) -> None:

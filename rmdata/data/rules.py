@@ -58,6 +58,8 @@ def describe(value: Any, limit: int = 40) -> str:
         shown = json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         shown = repr(value)
+    except RecursionError:
+        shown = "(nested too deeply to show)"
     if len(shown) > limit:
         shown = shown[: limit - 3] + "..."
     return f"{name} {shown}"
@@ -167,7 +169,10 @@ def check_margin(value: Any, problems: Problems) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         problems.add("margin", f"margin must be a number or null; got {describe(value)}")
         return None
-    margin = float(value)
+    try:
+        margin = float(value)
+    except OverflowError:
+        margin = float("inf")
     if margin in (float("inf"), float("-inf")):
         problems.add("margin", f"margin must be a finite number; got {value}")
         return None

@@ -88,8 +88,8 @@ def core_frame(kind: str, rows: list[dict[str, Any]], sources: list[str], multi_
 def carried_column(name: str, values: list[Any]) -> pl.Series:
     """A carried (non-normalized) column built from Python values, its type inferred over all of them.
 
-    Values that share no Arrow type (a number here, a string there) give an Object column, which
-    :func:`unify_carried` turns into JSON text once every batch is in.
+    Values that share no Arrow type (a number here, a string there), or that Arrow cannot hold (integers past
+    64 bits), give an Object column, which :mod:`rmdata.data.carried` carries as JSON text.
     """
     try:
         series = pl.from_arrow(pa.array(values), schema_overrides=None)
@@ -97,27 +97,3 @@ def carried_column(name: str, values: list[Any]) -> pl.Series:
         return pl.Series(name, values, dtype=pl.Object)
     assert isinstance(series, pl.Series)
     return series.alias(name)
-
-
-def unify_carried(frames: list[pl.DataFrame], notes: list[str]) -> pl.DataFrame:
-    """Stack batch frames. A column whose type differs between batches is rebuilt over all rows at once;
-    if its values still share no type, every value becomes its JSON text (and a note says so)."""
-    kinds: dict[str, set[pl.DataType]] = {}
-    for frame in frames:
-        for name, dtype in frame.schema.items():
-            if dtype != pl.Null:
-                kinds.setdefault(name, set()).add(dtype)
-    for name, dtypes in kinds.items():
-        if len(dtypes) == 1 and pl.Object not in dtypes:
-            continue
-        values = [v for f in frames for v in (f[name].to_list() if name in f.columns else [None] * f.height)]
-        series = carried_column(name, values)
-        if series.dtype == pl.Object:
-            text = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values]
-            series = pl.Series(name, text, dtype=pl.String)
-            notes.append(f"column {name} mixes value types; it is carried as JSON text")
-        offset = 0
-        for i, frame in enumerate(frames):
-            frames[i] = frame.with_columns(series.slice(offset, frame.height))
-            offset += frame.height
-    return pl.concat(frames, how="diagonal_relaxed")

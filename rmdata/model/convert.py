@@ -38,7 +38,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool 
         plain = type(loaded)(config)
     plain.load_state_dict(loaded.state_dict(), strict=True, assign=True)
     plain.tie_weights()
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="converted-model") as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out

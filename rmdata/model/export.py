@@ -54,7 +54,7 @@ def scoring_rule(reward_token_id: int, reward_token: str, pad_token_id: int) -> 
 
 def save_reward_model(result: BuiltModel, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``result`` as an ``AutoModelForSequenceClassification`` directory at ``out_dir``; returns it."""
-    with atomic_directory(Path(out_dir), overwrite=overwrite) as tmp:
+    with atomic_directory(Path(out_dir), overwrite=overwrite, kind="model") as tmp:
         _write(result.model, result.tokenizer, tmp)
     return Path(out_dir)
 

@@ -2,6 +2,7 @@
 
 ```
 rmdata-out/runs/<name>/
+  .rmdata.json         marker: rmdata made this run directory (--overwrite and --resume touch only these)
   recipe.yaml          the resolved recipe
   run.json             recipe, versions, attention backend and dtype with reasons, packing, drops, resume
   metrics.jsonl        one line per logging step (and per evaluation)
@@ -18,16 +19,19 @@ import json
 import os
 import platform
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rmdata import __version__
 from rmdata.config import Recipe, dump_recipe
+from rmdata.dataset_dir import MARKER, read_marker, write_marker
 from rmdata.errors import RmdataError
 from rmdata.io import write_text_atomic
 
 DEFAULT_ROOT = Path("rmdata-out") / "runs"
+RUN_KIND = "run"  # the kind in a run directory's .rmdata.json marker
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,35 @@ def run_dir_for(recipe: Recipe, output_dir: str | Path | None) -> RunDir:
     return RunDir(Path(chosen) if chosen else DEFAULT_ROOT / recipe.name)
 
 
+def is_run_dir(path: Path) -> bool:
+    """A directory rmdata made for a run: its marker says so, or (runs made before the marker existed) it
+    holds both ``run.json`` and ``recipe.yaml``."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    marker = read_marker(path)
+    if marker is not None:
+        return marker["kind"] == RUN_KIND
+    return (path / "run.json").is_file() and (path / "recipe.yaml").is_file()
+
+
 def check_run_dir(run: RunDir, recipe: Recipe, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one directory, and to resume with a different recipe. Writes nothing."""
+    """Refuse to mix two runs in one directory, to resume with a different recipe, and to replace or resume
+    into a directory rmdata did not make. Writes nothing."""
     if resume and overwrite:
         raise RmdataError("--resume and --overwrite contradict each other: pick one")
-    holds_run = run.recipe.exists() or run.checkpoints.exists()
-    if holds_run and not (resume or overwrite):
+    if run.path.exists() and not run.path.is_dir():
+        raise RmdataError(f"--output-dir {run.path} is a file, not a directory; choose another output directory")
+    if not run.path.exists() or not any(run.path.iterdir()):
+        return
+    if not is_run_dir(run.path):
+        if overwrite or resume:
+            flag = "--overwrite" if overwrite else "--resume"
+            raise RmdataError(
+                f"{run.path} holds files rmdata did not make (no {MARKER}, no run.json and recipe.yaml); {flag} "
+                "only touches rmdata's own run directories: choose another --output-dir, or move those files away"
+            )
+        raise RmdataError(f"{run.path} already exists and holds files rmdata did not make; choose another --output-dir")
+    if not (resume or overwrite):
         raise RmdataError(
             f"{run.path} already holds a run: pass --resume to continue it, --overwrite to start over, "
             "or --output-dir for a new directory"
@@ -87,10 +114,14 @@ def check_run_dir(run: RunDir, recipe: Recipe, *, resume: bool, overwrite: bool)
 
 
 def start_run(run: RunDir, recipe: Recipe, *, overwrite: bool) -> None:
-    """Create the run directory (emptied first with ``overwrite``) and write the resolved recipe."""
-    if overwrite and run.path.exists():
+    """Create the run directory (emptied first with ``overwrite``, when rmdata made it), mark it as a run and
+    write the resolved recipe."""
+    if overwrite and run.path.exists() and any(run.path.iterdir()):
+        if not is_run_dir(run.path):  # checked before anything ran; checked again right before deleting
+            raise RmdataError(f"{run.path} is not a run directory rmdata made; refusing to delete it")
         shutil.rmtree(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
+    write_marker(run.path, RUN_KIND)
     write_text_atomic(run.recipe, dump_recipe(recipe))
 
 
@@ -132,11 +163,31 @@ def truncate_metrics(run: RunDir, after_step: int) -> None:
     write_text_atomic(run.metrics, "".join(line + "\n" for line in kept))
 
 
-def point_latest(run: RunDir) -> None:
-    """Make ``<parent>/latest`` a relative symlink to this run (replaced atomically)."""
+def point_latest(run: RunDir) -> str | None:
+    """Make ``<parent>/latest`` a relative symlink to this run (replaced atomically).
+
+    Only a ``latest`` rmdata made is replaced: a symlink to a sibling run directory. A user's file,
+    directory or other link of that name is left alone; the return value is then a one-line warning
+    (also printed on stderr), else None.
+    """
     link = run.path.parent / "latest"
-    tmp = run.path.parent / ".latest.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(run.path.name)
-    os.replace(tmp, link)
+    if link.exists() or link.is_symlink():
+        target = os.readlink(link) if link.is_symlink() else None
+        ours = target is not None and "/" not in target and is_run_dir(run.path.parent / target)
+        if not ours:
+            warning = (
+                f"warning: {link} exists and is not a link rmdata made; left it alone, so it does not "
+                f"point to {run.path.name} (move it away to get the link)"
+            )
+            print(warning, file=sys.stderr)
+            return warning
+    tmp = run.path.parent / f".latest.tmp-{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run.path.name)
+        os.replace(tmp, link)
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
+    return None

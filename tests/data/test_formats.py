@@ -197,7 +197,7 @@ def test_messages_rule_violations(load) -> None:
         'messages must be a list of messages; got string "Hi"',
     ]
     assert got.invalid == 8  # the record with two problems is one reject
-    assert got.rejects[5]["errors"] == [
+    assert got.rejects[5].to_json()["errors"] == [
         {"field": "messages[0].content", "message": "messages[0].content is empty"},
         {
             "field": "messages[1].role",
@@ -252,5 +252,5 @@ def test_multi_response_explodes_and_drops_only_the_bad_response(load) -> None:
         "responses must be a non-empty list of strings; got list []",
         "prompt is empty",
     ]
-    assert [r["reason"] for r in got.rejects] == ["invalid_response", "invalid_record", "invalid_record"]
-    assert got.rejects[0]["message"].endswith("(the record's other 1 response(s) are kept)")
+    assert [r.reason for r in got.rejects] == ["invalid_response", "invalid_record", "invalid_record"]
+    assert got.rejects[0].message.endswith("(the record's other 1 response(s) are kept)")

@@ -46,3 +46,12 @@ def test_report_counts_and_json_keys(write_jsonl, capsys) -> None:
     assert "records 3: 1 valid, 2 invalid" in text
     assert f"{path}:2: chosen and rejected are the same text" in text
     assert f"{path}:3:" not in text  # capped at max_errors
+
+
+def test_inspect_counts_duplicates_and_drops_by_reason(write_jsonl) -> None:
+    pair = {"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."}
+    path = write_jsonl("p.jsonl", [pair, pair, {**pair, "id": 3}, "{oops", {**pair, "rejected": ""}])
+    out = inspect_paths([str(path)]).to_dict()
+    assert (out["records"], out["valid"], out["invalid"], out["duplicates"]) == (5, 3, 2, 2)
+    assert out["dropped"] == {"invalid_record": 1, "unreadable_record": 1}
+    assert out["notes"] == ["2 rows repeat an earlier row's prompt and response(s)"]

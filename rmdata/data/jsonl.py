@@ -1,0 +1,321 @@
+"""JSON lines and JSON array files -> raw records, read to the end of their (compressed) stream.
+
+``.jsonl``/``.ndjson`` (also ``.gz`` and ``.zst``, any case) are read line by line, with LF, CRLF or CR-only
+line ends; a ``.json`` file whose first non-blank byte is ``[`` is parsed as one array, else read as JSON
+lines. Locations: ``file:line`` (1-based) for lines, ``file:row`` (0-based) for array items.
+
+What is refused, and how: a compressed stream must reach its end marker (a zstd file cut at a block
+boundary too) and UTF-16/32 text is refused up front, each one RmdataError naming the file; a line is an
+unreadable record (kept with its error, named by line) when it is not JSON, not an object, not UTF-8, nests
+deeper than ``MAX_DEPTH`` (polars and Arrow crash on such values), holds an integer Python will not parse,
+or holds a lone surrogate (``"\\ud800"``) in a string or key.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from rmdata.data.rules import describe
+from rmdata.errors import RmdataError
+
+
+@dataclass
+class RawRecord:
+    location: str
+    value: dict[str, Any] | None  # None when the record could not be read
+    error: str | None = None  # why it could not be read
+    text: str | None = None  # the unreadable line, for the rejects file
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Decompress a stream of zstd frames; ending inside a frame (before its end marker) is an EOFError.
+
+    ``zstandard``'s own stream reader reports a stream cut at a block boundary as a clean end of data.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._out = memoryview(b"")
+        self._in_frame = False
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out and not self._done:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame, before its end marker")
+                self._done = True
+            else:
+                self._out = memoryview(self._decompress(chunk))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        parts = []
+        while data:
+            self._in_frame = True
+            parts.append(self._obj.decompress(data))
+            if not self._obj.eof:
+                break
+            data = self._obj.unused_data  # the next frame, when several were concatenated
+            self._obj = self._dctx.decompressobj()
+            self._in_frame = False
+        return b"".join(parts)
+
+
+@contextmanager
+def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
+    """A buffered binary stream (with ``peek``) over the file, decompressed when it ends in .gz or .zst
+    (any case); a compressed stream that ends before its end marker raises EOFError when read to the end."""
+    name = path.lower()
+    with open(path, "rb") as raw:
+        if name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                yield unzipped
+        elif name.endswith(".zst"):
+            yield io.BufferedReader(_ZstdFrames(raw), buffer_size=1 << 20)
+        else:
+            yield raw
+
+
+MAX_DEPTH = 64  # nesting levels a record may have
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_text_encoding(path: str, head: bytes) -> None:
+    """UTF-16 (and UTF-32) text is refused up front, with the fix; its lines are not JSON to a UTF-8 reader."""
+    if head.startswith(_UTF16_BOMS) or (len(head) >= 4 and head[:64].count(0) >= len(head[:64]) // 4):
+        raise RmdataError(
+            f"{path}: the file is UTF-16 or UTF-32 text (a byte-order mark or NUL bytes at its start); rmdata "
+            "reads UTF-8: re-encode it, e.g. iconv -f UTF-16 -t UTF-8 in > out"
+        )
+
+
+def json_records(path: str, kind: str) -> Iterator[RawRecord]:
+    where = _Where()
+    try:
+        with _open_binary(path) as stream:
+            head = stream.peek(4096)  # type: ignore[attr-defined]
+            _check_text_encoding(path, head)
+            skipped, first = _skip_blank(stream)
+            if kind == "json" and first == b"[":
+                yield from _json_array(path, stream.read())
+                return
+            lines: Iterator[bytes] = stream
+            if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
+                lines = _cr_lines(stream)  # classic Mac line ends: CR only
+            yield from _json_lines(path, lines, where, first_line=skipped + 1)
+    except EOFError as err:
+        raise RmdataError(
+            f"{path}: the compressed stream ends before its end marker, {_ended(where)} ({err}); the file is "
+            "truncated (was it cut off while being written?)"
+        ) from err
+    except (gzip.BadGzipFile, zstandard.ZstdError) as err:
+        what = "gzip" if isinstance(err, gzip.BadGzipFile) else "zstd"
+        raise RmdataError(
+            f"{path}: not a valid {what} stream, {_ended(where)} ({err}); is the file damaged, or not {what} at all?"
+        ) from err
+    except OSError as err:
+        raise RmdataError(f"{path}: cannot be read, {_ended(where)}: {err}") from err
+
+
+def _ended(where: _Where) -> str:
+    return f"after line {where.line}" if where.line else "before the first line"
+
+
+@dataclass
+class _Where:
+    line: int = 0  # the last line read completely
+
+
+def _skip_blank(stream: io.BufferedIOBase) -> tuple[int, bytes]:
+    """Consume the whitespace (and BOM) before the first value; returns (newlines consumed, next bytes)."""
+    newlines = 0
+    while True:
+        head = stream.peek(1 << 16)  # type: ignore[attr-defined]
+        if not head:
+            return newlines, b""
+        stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if stripped:
+            skip = len(head) - len(stripped)
+            newlines += head.count(b"\n", 0, skip)
+            stream.read(skip)
+            return newlines, stripped[:1]
+        newlines += head.count(b"\n")
+        stream.read(len(head))
+
+
+def _cr_lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
+    """Lines of a file whose lines end with CR alone, each given back ending with a newline."""
+    rest = b""
+    while chunk := stream.read(1 << 20):
+        *lines, rest = (rest + chunk).split(b"\r")
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
+
+
+def _json_lines(path: str, stream: Iterable[bytes], where: _Where, first_line: int = 1) -> Iterator[RawRecord]:
+    pending: tuple[int, bytes] | None = None
+    for lineno, line in enumerate(stream, first_line):
+        if pending is not None:
+            where.line = pending[0]
+            record = _parse_line(path, *pending, last=False)
+            if record is not None:
+                yield record
+        pending = (lineno, line)
+    if pending is not None:
+        where.line = pending[0]
+        record = _parse_line(path, *pending, last=True)
+        if record is not None:
+            yield record
+
+
+def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | None:
+    if not line.strip():
+        return None
+    location = f"{path}:{lineno}"
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = line[err.start : err.start + 1].hex()
+        message = f"not valid UTF-8: byte 0x{bad} at byte {err.start + 1} of the line (re-encode the file as UTF-8)"
+        return RawRecord(location, None, message, line.decode("utf-8", "replace").rstrip("\r\n"))
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        what = f"{err.msg.removesuffix(' at')} at column {err.colno}"  # "Invalid control character at"
+        if last and not line.endswith(b"\n"):
+            message = (
+                f"truncated last line: {what}, and the file does not end with a newline "
+                "(was it cut off while being written?)"
+            )
+        else:
+            message = f"malformed JSON: {what}"
+        return RawRecord(location, None, message, text.rstrip("\r\n"))
+    except (ValueError, RecursionError) as err:
+        return RawRecord(location, None, _unparsable(err), text.rstrip("\r\n"))
+    problem = _value_problem(value, line)
+    if problem is not None:
+        return RawRecord(location, None, problem, text.rstrip("\r\n"))
+    return RawRecord(location, value)
+
+
+def _unparsable(err: ValueError | RecursionError) -> str:
+    """JSON that parses by the grammar but not in Python: huge integers, nesting beyond the recursion limit."""
+    if isinstance(err, RecursionError):
+        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+    message = str(err).splitlines()[0]
+    if "integer string conversion" in message:
+        return "a number has more than 4,300 digits, more than Python reads; write it as a string"
+    return f"unreadable JSON value: {message}"
+
+
+def _value_problem(value: Any, text: bytes | None) -> str | None:
+    """Why a parsed value is not a record: not an object, nested deeper than MAX_DEPTH (polars and Arrow
+    crash on such values), or holding a string that is not valid Unicode. ``text``: the raw line, when
+    known, to skip the walks a line cannot need."""
+    if not isinstance(value, dict):
+        return f"a record must be a JSON object; got {describe(value)}"
+    if (text is None or text.count(b"[") + text.count(b"{") > MAX_DEPTH) and _deeper_than(value, MAX_DEPTH):
+        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+    if text is None or _SURROGATE_ESCAPE.search(text):
+        bad = _surrogate_field(value, "")
+        if bad is not None:
+            return (
+                f"not valid Unicode: {bad} holds a lone surrogate (a \\ud800-\\udfff escape without its pair); "
+                "fix the text that wrote it"
+            )
+    return None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/dicts nest more than ``limit`` levels (iterative: no recursion limit to hit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _surrogate_field(value: Any, where: str, depth: int = 0) -> str | None:
+    """The path (``prompt[0].content``) of the first string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        return None if _valid_unicode(value) else (where or "the value")
+    if depth > 200:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{key}" if where else str(key)
+            if not _valid_unicode(str(key)):
+                return f"the key {name!a}"
+            if (found := _surrogate_field(item, name, depth + 1)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _surrogate_field(item, f"{where}[{i}]", depth + 1)) is not None:
+                return found
+    return None
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _raw_text(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return "(not shown: too deeply nested)"
+
+
+def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
+    try:
+        values = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise RmdataError(f"{path}: not valid UTF-8 at line {line} (re-encode the file as UTF-8)") from err
+    except json.JSONDecodeError as err:
+        raise RmdataError(
+            f"{path}: not valid JSON at line {err.lineno} column {err.colno} ({err.msg}); a JSON array file must "
+            "parse as a whole (use JSON lines to keep the readable records of a damaged file)"
+        ) from err
+    except (ValueError, RecursionError) as err:
+        raise RmdataError(f"{path}: {_unparsable(err)}") from err
+    check_surrogates = _SURROGATE_ESCAPE.search(data) is not None
+    del data
+    if not isinstance(values, list):
+        raise RmdataError(f"{path}: a JSON array file must hold a list of records; got {describe(values)}")
+    for row, value in enumerate(values):
+        location = f"{path}:{row}"
+        problem = _value_problem(value, None if check_surrogates else b"")
+        if problem is None:
+            yield RawRecord(location, value)
+        else:
+            yield RawRecord(location, None, problem, _raw_text(value))
