@@ -14,7 +14,6 @@ around the head. An export writes the trunk in the dtype it computed in (``Rewar
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,17 +21,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from rmdata.config import DtypeName, FinetuneMode, choices
 from rmdata.errors import RmdataError
 from rmdata.model.attention import AttentionChoice, choose_attention, register_varlen_attention, varlen_kwargs
+from rmdata.progress import logger
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from rmdata.config import ModelConfig
     from rmdata.tokens.batching import PackedBatch
-    from rmdata.tokens.templates import RewardToken
+    from rmdata.tokens.reward_token import RewardToken
 
-log = logging.getLogger("rmdata")
+log = logger()
 
 
 class RewardModel(nn.Module):
@@ -121,8 +122,8 @@ def built(model: RewardModel, tokenizer: PreTrainedTokenizerBase) -> BuiltModel:
 
 def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
     """What the trunk computes in: bfloat16 for ``dtype=bfloat16``, or ``auto`` on CUDA (autocast); else fp32."""
-    if requested not in ("auto", "float32", "bfloat16"):
-        raise RmdataError(f"model.dtype={requested!r} is not one of auto, float32, bfloat16")
+    if requested not in choices(DtypeName):
+        raise RmdataError(f"model.dtype={requested!r} is not one of {', '.join(choices(DtypeName))}")
     if requested == "bfloat16" or (requested == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return torch.float32
@@ -189,13 +190,14 @@ def build_reward_model(
     dtype = compute_dtype(cfg.dtype, device)
     attention = choose_attention(cfg.attention, device, dtype)
     log.info("attention: %s (%s)", attention.name, attention.reason)
-    if cfg.finetune not in ("full", "lora", "qlora"):
-        raise RmdataError(f"model.finetune={cfg.finetune!r} is not one of full, lora, qlora")
+    if cfg.finetune not in choices(FinetuneMode):
+        raise RmdataError(f"model.finetune={cfg.finetune!r} is not one of {', '.join(choices(FinetuneMode))}")
 
     if cfg.finetune == "qlora":
-        from rmdata.model.adapters import prepare_quantized, quantization_config
+        from rmdata.model.adapters import check_quantizable, prepare_quantized, quantization_config
 
         trunk = _load_trunk(cfg, tokenizer, dtype, device, quantization_config(dtype))
+        check_quantizable(trunk)
         prepare_quantized(trunk)
     else:
         weights = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32

@@ -13,7 +13,7 @@ from rmdata.errors import RmdataError
 from rmdata.model.convert import convert_gguf
 from rmdata.model.reward_model import RewardModel, load_tokenizer
 from rmdata.tokens.batching import pack_sequences
-from rmdata.tokens.templates import RewardToken
+from rmdata.tokens.reward_token import RewardToken
 from tests.core_helpers import (
     LENGTHS,
     build_tiny,
