@@ -194,10 +194,11 @@ def build_reward_model(
         raise RmdataError(f"model.finetune={cfg.finetune!r} is not one of {', '.join(choices(FinetuneMode))}")
 
     if cfg.finetune == "qlora":
-        from rmdata.model.adapters import check_quantizable, prepare_quantized, quantization_config
+        from rmdata.model.adapters import check_quantizable, prepare_quantized, quantization_config, set_packed_cpu_path
 
         trunk = _load_trunk(cfg, tokenizer, dtype, device, quantization_config(dtype))
         check_quantizable(trunk)
+        set_packed_cpu_path(trunk, False)  # eval during training must see the weights training uses
         prepare_quantized(trunk)
     else:
         weights = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
