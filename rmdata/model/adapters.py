@@ -98,14 +98,15 @@ def set_packed_cpu_path(trunk: torch.nn.Module, enabled: bool) -> int:
     for module in trunk.modules():
         if not hasattr(module, "support_avx512bf16_for_cpu"):
             continue
-        state = getattr(module.weight, "quant_state", None)
+        layer: Any = module  # a bitsandbytes Linear4bit
+        state: Any = getattr(layer.weight, "quant_state", None)
         if not enabled and getattr(state, "packing_format_for_cpu", False):
             from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
 
-            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
-                module.weight.data, state
+            layer.weight.data, layer.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                layer.weight.data, state
             )
-        module.support_avx512bf16_for_cpu = enabled
+        layer.support_avx512bf16_for_cpu = enabled
         count += 1
     return count
 
