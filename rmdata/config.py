@@ -9,7 +9,8 @@ section is built (so a hand-built ``LossConfig(kind="hinge")`` is refused too), 
 written next to every output.
 
 This module may import the data stage's format registry (``rmdata.data.formats``, pure Python) and
-nothing later.
+nothing later. It is ~400 lines on purpose: every option of every section is declared here once, with its
+range, so this is the one file to read; the rest is YAML loading, ``--set`` overrides and type coercion.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ around the head. An export writes the trunk in the dtype it computed in (``Rewar
 from __future__ import annotations
 
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,33 @@ def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
     if requested == "bfloat16" or (requested == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return torch.float32
+
+
+def pick_device(requested: str) -> torch.device:
+    """``train.device``: ``auto`` = CUDA when torch sees it, else CPU; a CUDA device that is absent is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RmdataError(f"train.device={requested} but torch sees no CUDA device; use train.device=cpu (or auto)")
+    return torch.device(requested)
+
+
+def autocast_for(requested: str, device: torch.device) -> tuple[AbstractContextManager[object], torch.dtype, str]:
+    """For ``model.dtype``: the autocast context, the compute dtype (:func:`compute_dtype` decides it) and why."""
+    dtype = compute_dtype(requested, device)
+    if dtype == torch.bfloat16 and device.type == "cuda":
+        return (
+            torch.autocast("cuda", dtype=dtype),
+            dtype,
+            f"bfloat16 autocast on CUDA (model.dtype={requested})",
+        )
+    if dtype == torch.bfloat16:
+        return nullcontext(), dtype, "bfloat16 weights (model.dtype=bfloat16)"
+    return (
+        nullcontext(),
+        dtype,
+        f"float32 (model.dtype={requested} on {device.type}; bf16 autocast is CUDA-only)",
+    )
 
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:

@@ -16,7 +16,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import torch
 
 from rmdata.config import Recipe, recipe_to_dict
 from rmdata.errors import RmdataError
-from rmdata.model.reward_model import BuiltModel
+from rmdata.model.reward_model import BuiltModel, autocast_for, pick_device
 from rmdata.progress import TrainProgress, logger
 from rmdata.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from rmdata.train.data import StepPlan, TrainingData, describe, prepare_training_data
@@ -101,34 +101,6 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RmdataError(f"train.device={requested} but torch sees no CUDA device; use train.device=cpu (or auto)")
-    return torch.device(requested)
-
-
-def autocast_for(recipe: Recipe, device: torch.device) -> tuple[AbstractContextManager[object], torch.dtype, str]:
-    """The autocast context, the compute dtype (``rmdata.model.reward_model.compute_dtype`` decides it) and why."""
-    from rmdata.model.reward_model import compute_dtype
-
-    dtype = compute_dtype(recipe.model.dtype, device)
-    if dtype == torch.bfloat16 and device.type == "cuda":
-        return (
-            torch.autocast("cuda", dtype=dtype),
-            dtype,
-            f"bfloat16 autocast on CUDA (model.dtype={recipe.model.dtype})",
-        )
-    if dtype == torch.bfloat16:
-        return nullcontext(), dtype, "bfloat16 weights (model.dtype=bfloat16)"
-    return (
-        nullcontext(),
-        dtype,
-        f"float32 (model.dtype={recipe.model.dtype} on {device.type}; bf16 autocast is CUDA-only)",
-    )
-
-
 def train(
     recipe: Recipe,
     run: RunDir,
@@ -180,7 +152,7 @@ def setup(recipe: Recipe, run: RunDir, *, resume: bool, overwrite: bool) -> Sess
         truncate_metrics(run, start_step)
     elif run.metrics.exists():
         run.metrics.unlink()
-    autocast, dtype, dtype_reason = autocast_for(recipe, device)
+    autocast, dtype, dtype_reason = autocast_for(recipe.model.dtype, device)
     warmup = math.ceil(cfg.warmup_ratio * len(steps))
     run_info: dict[str, Any] = {
         "recipe": recipe.name,
