@@ -52,7 +52,8 @@ def test_overrides_are_type_checked_and_coerced() -> None:
         ("train.grad_accum=0", "train.grad_accum=0 is out of range: it must be >= 1 and <= 1_000_000; set it"),
         ("train.lr=inf", "train.lr=inf is not a finite number; set it in the recipe or with --set train.lr=VALUE"),
         ("train.lr=.nan", "train.lr=nan is not a finite number"),
-        ("train.lr=0", "train.lr=0.0 is out of range: it must be > 0"),
+        ("train.lr=0", "train.lr=0.0 is out of range: it must be > 0 and <= 10"),
+        ("train.lr=1e38", "train.lr=1e+38 is out of range: it must be > 0 and <= 10"),
         ("train.head_lr=-1e-3", "train.head_lr=-0.001 is out of range: it must be > 0"),
         (
             "train.max_steps=1000000000000",
