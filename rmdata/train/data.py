@@ -178,6 +178,12 @@ def prepare_training_data(
         mask = pl.Series(eval_mask(frame["prompt_id"].to_list(), recipe.data.eval_fraction, recipe.train.seed))
         eval_frame, frame = frame.filter(mask), frame.filter(~mask)
         summary["eval_input"] = {"held_out_from_train": recipe.data.eval_fraction, "records": eval_frame.height}
+        if not frame.height and eval_frame.height:
+            raise RmdataError(
+                f"data.eval_fraction={recipe.data.eval_fraction} held out all {eval_frame.height} pairs: the split is "
+                f"by prompt and they have {eval_frame['prompt_id'].n_unique()} distinct prompt(s); give data.eval "
+                "files, more varied prompts, or data.eval_fraction=0"
+            )
         if not eval_frame.height and frame.height:
             prompts = frame["prompt_id"].n_unique()
             log.warning(

@@ -315,6 +315,9 @@ def test_identical_pairs_leave_the_held_out_split_empty_with_a_warning(
         "warning: data.eval_fraction=0.01 held out no pairs: the split is by prompt and the 40 training pairs have "
         "1 distinct prompt(s); the run has no held-out evaluation (give data.eval files, or more varied prompts)"
     ]
+    everything_held_out = tiny_recipe(data, "data.eval_fraction=0.99")  # the one prompt hashes under 0.99
+    with pytest.raises(RmdataError, match=r"data.eval_fraction=0.99 held out all 40 pairs: .* 1 distinct prompt"):
+        train(everything_held_out, RunDir(tmp_path / "run2"), show_progress=False)
 
 
 @pytest.mark.parametrize(
