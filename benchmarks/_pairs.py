@@ -32,7 +32,7 @@ class Pairs:
 def load_tokenizer(path: str | None) -> tuple[Any, int]:
     """The tokenizer and its reward token id: the tiny tokenizer's ``<|reward|>``, else the tokenizer's EOS."""
     from rmdata.model.tiny import REWARD_TOKEN, build_tiny_tokenizer
-    from rmdata.tokens.templates import resolve_reward_token
+    from rmdata.tokens.reward_token import resolve_reward_token
 
     if path is None:
         tiny = build_tiny_tokenizer()
@@ -59,7 +59,8 @@ def load_pairs(
     tokenizer: Any, reward_id: int, *, n: int, max_length: int, seed: int, data: str | Path | None = None
 ) -> Pairs:
     """``n`` pairs of at most ``max_length`` tokens per sequence: sampled from ``data``, or synthetic."""
-    from rmdata.tokens.templates import resolve_reward_token, tokenize_pairs
+    from rmdata.tokens.reward_token import resolve_reward_token
+    from rmdata.tokens.templates import tokenize_pairs
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else reward_id
     if data is not None:

@@ -52,14 +52,14 @@ import numpy as np
 import torch
 
 from benchmarks._pairs import Pairs, load_pairs, load_tokenizer
-from rmdata.config import TinyModelConfig
+from rmdata.config import LossConfig, TinyModelConfig
 from rmdata.model.tiny import tiny_backbone_config
 from rmdata.tokens.batching import pack_sequences
 from rmdata.tokens.packing import PackRow, plan_pairs, rows_for_epoch
-from rmdata.train.losses import LossSpec, reward_loss
+from rmdata.train.losses import reward_loss
 
 MODES = ("packed", "padded")
-LOSS = LossSpec(kind="focal", penalty="log_barrier")  # the recipes' default loss
+LOSS = LossConfig(kind="focal", penalty="log_barrier")  # the recipes' default loss
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,7 +113,7 @@ def build_model(args: argparse.Namespace, tokenizer: Any, reward_id: int, mode: 
 
     from rmdata.config import ModelConfig
     from rmdata.model.reward_model import build_reward_model
-    from rmdata.tokens.templates import resolve_reward_token
+    from rmdata.tokens.reward_token import resolve_reward_token
 
     sizes = TinyModelConfig(
         arch="llama",

@@ -1,110 +1,235 @@
-"""Recipes: YAML files that map one-to-one onto typed dataclasses.
+"""Recipes: YAML files that map one-to-one onto typed dataclasses, the one source of truth for every option.
 
-Each field is documented once, in its ``metadata["help"]``; error messages and ``rmdata train --keys`` read
-it from there. Unknown keys are an error that lists the valid ones, values are type-checked (YAML and
-``--set a.b=value`` overrides alike), and the resolved recipe is written next to every output.
+Each field is declared once, with its default, its one-line documentation (``metadata["help"]``) and its
+allowed range (``metadata["range"]``); error messages, ``rmdata train --keys`` and the modules that use an
+option (losses, attention backends, finetune modes, dtypes) read them from here, never from a second list.
+Choices are ``Literal`` types (:func:`choices` lists them). Unknown keys are an error that lists the valid
+ones, values are type-checked (YAML and ``--set a.b=value`` overrides alike) and range-checked when a
+section is built (so a hand-built ``LossConfig(kind="hinge")`` is refused too), and the resolved recipe is
+written next to every output.
+
+This module may import the data stage's format registry (``rmdata.data.formats``, pure Python) and
+nothing later. It is ~400 lines on purpose: every option of every section is declared here once, with its
+range, so this is the one file to read; the rest is YAML loading, ``--set`` overrides and type coercion.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
+from rmdata.data.formats import FORMATS
 from rmdata.errors import RmdataError
 
 BUILTIN_PREFIX = "builtin:"
 DEFAULT_RECIPE = "tiny-cpu"
+MAX_STEPS = 10**9  # optimizer steps a run may plan: far beyond any real run, small enough to refuse typos
+
+LossKind = Literal["ranking", "focal"]
+Penalty = Literal["log_barrier", "l2", "none"]
+FinetuneMode = Literal["full", "lora", "qlora"]
+AttentionName = Literal["auto", "flash_varlen", "sdpa_varlen", "eager_varlen"]
+DtypeName = Literal["auto", "float32", "bfloat16"]
+TinyArch = Literal["llama", "qwen2"]
+OnError = Literal["raise", "skip"]
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with its one-line documentation."""
+def choices(literal: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` option type, in declaration order: ``choices(FinetuneMode)``."""
+    return typing.get_args(literal)
+
+
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A dataclass field with its one-line documentation and the range its value must lie in."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    metadata = {"help": help, "range": {k: v for k, v in bounds.items() if v is not None}}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_RULES = {
+    "ge": (">=", lambda v, b: v >= b),
+    "gt": (">", lambda v, b: v > b),
+    "le": ("<=", lambda v, b: v <= b),
+    "lt": ("<", lambda v, b: v < b),
+}
+
+
+def _bound_text(bound: float) -> str:
+    return f"{bound:,}".replace(",", "_") if isinstance(bound, int) and bound >= 10**6 else f"{bound:g}"
+
+
+class _Section:
+    """Range checks every recipe section runs when it is built; subclasses add checks across fields."""
+
+    SECTION: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            key = f"{self.SECTION}.{f.name}"
+            tp = hints[f.name]
+            if typing.get_origin(tp) is Literal and value not in choices(tp):
+                raise RmdataError(f"{key} must be {_type_name(tp)}; got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            rules = f.metadata.get("range", {})
+            wanted = " and ".join(f"{_RULES[k][0]} {_bound_text(b)}" for k, b in rules.items())
+            fix = f"set it in the recipe or with --set {key}=VALUE"
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RmdataError(f"{key}={value} is not a finite number; {fix}" + (f" ({wanted})" if wanted else ""))
+            if not all(_RULES[k][1](value, b) for k, b in rules.items()):
+                raise RmdataError(f"{key}={value!r} is out of range: it must be {wanted}; {fix}")
+        self.check()
+
+    def check(self) -> None:
+        """Rules across this section's fields (none by default)."""
 
 
 @dataclass
-class TinyModelConfig:
+class TinyModelConfig(_Section):
     """Sizes of a tiny backbone built from config (no weights are downloaded)."""
 
-    arch: str = field(default="llama", metadata={"help": "llama or qwen2: the transformers-native families tested"})
-    hidden_size: int = field(default=64, metadata={"help": "trunk width; the value head reads this many features"})
-    num_layers: int = field(default=2, metadata={"help": "decoder layers"})
-    num_heads: int = field(default=4, metadata={"help": "attention heads"})
-    num_kv_heads: int = field(default=2, metadata={"help": "key/value heads; fewer than num_heads = GQA"})
-    intermediate_size: int = field(default=128, metadata={"help": "MLP width"})
-    max_position_embeddings: int = field(default=4096, metadata={"help": "longest sequence the model accepts"})
+    SECTION: ClassVar[str] = "model.tiny"
+    arch: TinyArch = _opt("llama", "llama or qwen2: the transformers-native families tested")
+    hidden_size: int = _opt(
+        64, "trunk width; the value head reads this many features (QLoRA: a multiple of 64)", ge=1, le=65536
+    )
+    num_layers: int = _opt(2, "decoder layers", ge=1, le=1024)
+    num_heads: int = _opt(4, "attention heads; must divide hidden_size", ge=1, le=1024)
+    num_kv_heads: int = _opt(2, "key/value heads; fewer than num_heads = GQA (must divide num_heads)", ge=1, le=1024)
+    intermediate_size: int = _opt(128, "MLP width (QLoRA: a multiple of 64)", ge=1, le=262144)
+    max_position_embeddings: int = _opt(4096, "longest sequence the model accepts", ge=2, le=10**7)
+
+    def check(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise RmdataError(
+                f"model.tiny.num_heads={self.num_heads} does not divide model.tiny.hidden_size={self.hidden_size}; "
+                "pick a head count that divides the width (e.g. hidden_size=64, num_heads=4)"
+            )
+        if (self.hidden_size // self.num_heads) % 2:
+            raise RmdataError(
+                f"model.tiny head width hidden_size/num_heads = {self.hidden_size // self.num_heads} is odd; "
+                "rotary embeddings need an even head width (e.g. hidden_size=64, num_heads=4)"
+            )
+        if self.num_heads % self.num_kv_heads:
+            raise RmdataError(
+                f"model.tiny.num_kv_heads={self.num_kv_heads} does not divide model.tiny.num_heads={self.num_heads}; "
+                "grouped-query attention shares each key/value head among a whole number of query heads"
+            )
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
+    SECTION: ClassVar[str] = "model"
     name_or_path: str = _opt("tiny", "HF model directory (or hub id, cached), or 'tiny' to build model.tiny")
     gguf_file: str | None = _opt(None, "GGUF file name inside name_or_path, for GGUF-only checkpoints")
     tiny: TinyModelConfig = field(
         default_factory=TinyModelConfig, metadata={"help": "sizes of the tiny model built when name_or_path=tiny"}
     )
     reward_token: str | None = _opt(None, "token string appended to every sequence; its hidden state is scored")
-    reward_token_id: int | None = _opt(None, "token id instead of reward_token (InternLM2 92527, Llama-3 128002)")
-    finetune: Literal["full", "lora", "qlora"] = _opt("full", "full weights, LoRA adapters, or 4-bit nf4 + LoRA")
-    lora_rank: int = _opt(16, "LoRA rank: higher = more capacity, more memory")
-    lora_alpha: int = _opt(32, "LoRA scaling numerator (scale = alpha / rank)")
-    lora_dropout: float = _opt(0.05, "dropout on the LoRA input")
-    attention: Literal["auto", "flash_varlen", "sdpa_varlen", "eager_varlen"] = _opt(
+    reward_token_id: int | None = _opt(None, "token id instead of reward_token (InternLM2 92527, Llama-3 128002)", ge=0)
+    finetune: FinetuneMode = _opt("full", "full weights, LoRA adapters, or 4-bit nf4 + LoRA")
+    lora_rank: int = _opt(16, "LoRA rank: higher = more capacity, more memory", ge=1, le=65536)
+    lora_alpha: int = _opt(32, "LoRA scaling numerator (scale = alpha / rank)", gt=0)
+    lora_dropout: float = _opt(0.05, "dropout on the LoRA input", ge=0.0, lt=1.0)
+    attention: AttentionName = _opt(
         "auto", "varlen attention backend; auto = flash-attn on CUDA when installed, else per-segment SDPA"
     )
-    dtype: Literal["auto", "float32", "bfloat16"] = _opt(
-        "auto", "weights dtype; auto = bfloat16 autocast on CUDA, float32 on CPU"
-    )
+    dtype: DtypeName = _opt("auto", "weights dtype; auto = bfloat16 autocast on CUDA, float32 on CPU")
     gradient_checkpointing: bool = _opt(False, "recompute activations in backward: less memory, ~30% slower")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
+    SECTION: ClassVar[str] = "data"
     train: list[str] = _opt([], "training files (any format rmdata reads); builtin:NAME for bundled data")
     eval: list[str] = _opt([], "held-out files; if empty, eval_fraction of train is held out")
-    eval_fraction: float = _opt(0.05, "fraction of training pairs held out when data.eval is empty (0 = none)")
-    format: str | None = _opt(None, "input format; None = detect (pairs, pairs-implicit, hh)")
-    max_length: int = _opt(2048, "tokens per sequence, reward token included; prompts are cut from the left")
-    max_packed_length: int = _opt(4096, "token budget of one packed row; a pair is never split across rows")
+    eval_fraction: float = _opt(
+        0.05, "fraction of training pairs held out when data.eval is empty (0 = none)", ge=0.0, lt=1.0
+    )
+    format: str | None = _opt(None, f"input format; None = detect ({', '.join(FORMATS)})")
+    max_length: int = _opt(
+        2048, "tokens per sequence, reward token included; prompts are cut from the left", ge=2, le=10**7
+    )
+    max_packed_length: int = _opt(
+        4096, "token budget of one packed row; a pair is never split across rows", ge=2, le=10**8
+    )
     chat_template: str | None = _opt(None, "Jinja chat template overriding the tokenizer's")
-    on_error: Literal["raise", "skip"] = _opt("raise", "bad records: raise lists them all; skip writes rejects")
+    on_error: OnError = _opt("raise", "bad records: raise lists them all; skip writes rejects")
+
+    def check(self) -> None:
+        for name in ("train", "eval"):
+            for i, path in enumerate(getattr(self, name)):
+                if not path.strip():
+                    raise RmdataError(f"data.{name}[{i}] is an empty path; give a file or directory to read")
+        if self.format is not None and self.format not in FORMATS:
+            raise RmdataError(
+                f"data.format={self.format!r} is not a format rmdata reads; use one of {', '.join(FORMATS)}"
+            )
+        if self.max_packed_length < self.max_length:
+            raise RmdataError(
+                f"data.max_packed_length={self.max_packed_length} is below data.max_length={self.max_length}: "
+                "a pair of full-length sequences could never be packed; raise data.max_packed_length"
+            )
 
 
 @dataclass
-class LossConfig:
-    kind: Literal["ranking", "focal"] = _opt("focal", "ranking = -log sigmoid(d); focal down-weights easy pairs")
-    focal_gamma: float = _opt(2.0, "focal exponent; 0 turns focal into ranking")
-    penalty: Literal["log_barrier", "l2", "none"] = _opt("log_barrier", "keeps scores small and centred")
-    penalty_weight: float = _opt(0.01, "weight of the penalty per score")
-    penalty_bound: float = _opt(5.0, "log_barrier bound b: scores are kept inside (-b, b)")
+class LossConfig(_Section):
+    SECTION: ClassVar[str] = "loss"
+    kind: LossKind = _opt("focal", "ranking = -log sigmoid(d); focal down-weights easy pairs")
+    focal_gamma: float = _opt(2.0, "focal exponent; 0 turns focal into ranking", ge=0.0)
+    penalty: Penalty = _opt("log_barrier", "keeps scores small and centred")
+    penalty_weight: float = _opt(0.01, "weight of the penalty per score", ge=0.0)
+    penalty_bound: float = _opt(5.0, "log_barrier bound b: scores are kept inside (-b, b)", gt=0.0)
     use_margin: bool = _opt(True, "subtract the data's margin column from d inside the ranking term")
 
 
 @dataclass
-class TrainConfig:
-    seed: int = _opt(0, "seed for the split, packing order, initialization and dropout")
-    epochs: int = _opt(1, "passes over the training pairs")
-    max_steps: int | None = _opt(None, "stop after this many optimizer steps (overrides epochs)")
-    lr: float = _opt(2e-5, "peak learning rate of AdamW")
-    head_lr: float | None = _opt(None, "learning rate of the value head; None = lr")
-    weight_decay: float = _opt(0.0, "AdamW weight decay (never applied to the value head or norms)")
-    warmup_ratio: float = _opt(0.03, "fraction of steps of linear warmup before the cosine decay")
-    min_lr_ratio: float = _opt(0.0, "cosine decays to lr * min_lr_ratio")
-    max_grad_norm: float = _opt(1.0, "gradient clipping by global norm (0 = off)")
-    grad_accum: int = _opt(1, "packed rows per optimizer step")
-    log_steps: int = _opt(10, "write a metrics.jsonl line every N steps")
-    eval_steps: int = _opt(0, "evaluate every N steps (0 = only at the end)")
-    save_steps: int = _opt(0, "checkpoint every N steps (0 = only on interrupt)")
-    keep_checkpoints: int = _opt(2, "keep the last k checkpoints")
+class TrainConfig(_Section):
+    SECTION: ClassVar[str] = "train"
+    seed: int = _opt(0, "seed for the split, packing order, initialization and dropout", ge=0, le=2**63 - 1)
+    epochs: int = _opt(1, "passes over the training pairs", ge=1, le=10**6)
+    max_steps: int | None = _opt(None, "stop after this many optimizer steps (overrides epochs)", ge=1, le=MAX_STEPS)
+    lr: float = _opt(2e-5, "peak learning rate of AdamW", gt=0.0, le=10.0)
+    head_lr: float | None = _opt(None, "learning rate of the value head; None = lr", gt=0.0, le=10.0)
+    weight_decay: float = _opt(0.0, "AdamW weight decay (never applied to the value head or norms)", ge=0.0)
+    warmup_ratio: float = _opt(0.03, "fraction of steps of linear warmup before the cosine decay", ge=0.0, lt=1.0)
+    min_lr_ratio: float = _opt(0.0, "cosine decays to lr * min_lr_ratio", ge=0.0, le=1.0)
+    max_grad_norm: float = _opt(1.0, "gradient clipping by global norm (0 = off)", ge=0.0)
+    grad_accum: int = _opt(1, "packed rows per optimizer step", ge=1, le=10**6)
+    log_steps: int = _opt(10, "write a metrics.jsonl line every N steps", ge=1)
+    eval_steps: int = _opt(0, "evaluate every N steps (0 = only at the end)", ge=0)
+    save_steps: int = _opt(0, "checkpoint every N steps (0 = only on interrupt)", ge=0)
+    keep_checkpoints: int = _opt(2, "keep the last k checkpoints", ge=1)
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+
+    def check(self) -> None:
+        if not _DEVICE.fullmatch(self.device):
+            raise RmdataError(
+                f"train.device={self.device!r} is not a device rmdata trains on; use auto, cpu, cuda or cuda:N"
+            )
 
 
 @dataclass
@@ -254,30 +379,7 @@ def load_recipe(source: str | Path | None = None, overrides: Sequence[str] = ())
         recipe: Recipe = _build(Recipe, tree)
     except RmdataError as err:
         raise RmdataError(f"{path}: {err}") from None
-    validate_recipe(recipe)
     return recipe
-
-
-def validate_recipe(recipe: Recipe) -> None:
-    """Range checks that types alone cannot express."""
-    checks = [
-        (recipe.data.max_length > 1, "data.max_length must be > 1"),
-        (recipe.data.max_packed_length >= recipe.data.max_length, "data.max_packed_length must be >= data.max_length"),
-        (0.0 <= recipe.data.eval_fraction < 1.0, "data.eval_fraction must be in [0, 1)"),
-        (recipe.loss.penalty_bound > 0, "loss.penalty_bound must be > 0"),
-        (recipe.loss.penalty_weight >= 0, "loss.penalty_weight must be >= 0"),
-        (recipe.train.epochs >= 1, "train.epochs must be >= 1"),
-        (recipe.train.max_steps is None or recipe.train.max_steps >= 1, "train.max_steps must be >= 1"),
-        (recipe.train.grad_accum >= 1, "train.grad_accum must be >= 1"),
-        (recipe.train.lr > 0, "train.lr must be > 0"),
-        (0.0 <= recipe.train.warmup_ratio < 1.0, "train.warmup_ratio must be in [0, 1)"),
-        (recipe.train.log_steps >= 1, "train.log_steps must be >= 1"),
-        (recipe.train.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
-        (recipe.model.lora_rank >= 1, "model.lora_rank must be >= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise RmdataError(message)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from rmdata.config import (
 from rmdata.model.reward_model import BuiltModel, RewardModel, build_reward_model  # noqa: E402
 from rmdata.model.tiny import REWARD_TOKEN, build_tiny_tokenizer  # noqa: E402
 from rmdata.tokens.batching import pack_sequences  # noqa: E402
-from rmdata.tokens.templates import resolve_reward_token  # noqa: E402
+from rmdata.tokens.reward_token import resolve_reward_token  # noqa: E402
 
 # Models this small gain nothing from a second thread, and on a shared 2-core machine the threads' spin-waits
 # made a tiny backward pass ~100x slower (2.3 s instead of 0.02 s).
@@ -29,14 +29,17 @@ LENGTHS = (7, 19, 4, 12)  # a packed row of four sequences of different lengths
 
 
 def tiny_config(arch: str = "llama", **overrides: Any) -> ModelConfig:
-    """The recipe's model section for a 2-layer, width-32 GQA model (4 query heads, 2 key/value heads)."""
+    """The recipe's model section for a 2-layer, width-64 GQA model (4 query heads, 2 key/value heads).
+
+    Widths are multiples of 64, as in real checkpoints: QLoRA refuses others (bitsandbytes' CPU path needs it).
+    """
     sizes = TinyModelConfig(
         arch=arch,
-        hidden_size=32,
+        hidden_size=64,
         num_layers=2,
         num_heads=4,
         num_kv_heads=2,
-        intermediate_size=64,
+        intermediate_size=128,
         max_position_embeddings=512,
     )
     fields: dict[str, Any] = {

@@ -5,6 +5,15 @@
 - QLoRA: the trunk is loaded with bitsandbytes 4-bit nf4 weights and double quantization, computing in
   bfloat16 on CUDA and float32 on CPU; ``prepare_model_for_kbit_training`` then freezes it and keeps the
   remaining (norm, embedding) weights in float32; then LoRA as above.
+- CPU paths of a 4-bit layer (bitsandbytes 0.50): on a CPU with AVX512-BF16, ``Linear4bit.forward`` in eval
+  mode without gradients (evaluation, scoring) repacks its weight once into a CPU layout and runs a bf16
+  kernel; every other call (training, and any call on a CPU without AVX512-BF16) dequantizes and runs a
+  float32 matmul. The repacking needs in-features divisible by the quantization block (64) and out-features
+  by 32, which every real checkpoint has; :func:`check_quantizable` refuses other widths when the model is
+  built, so a recipe that trains on one machine does not fail at evaluation on the next. The training model
+  turns the packed path off (:func:`set_packed_cpu_path`): its kernel has no backward, and the repacking
+  rounds the quantization scales to bf16, so an evaluation during training would change the weights that
+  training then continues from (and a resumed run would no longer replay the same steps).
 - Export: each adapted weight is rebuilt in float32 as ``W + scale * B @ A``, where a 4-bit ``W`` is first
   dequantized to float32, then written in the export dtype (the compute dtype: float32 on CPU, bfloat16 on
   CUDA). The adapters themselves are never touched, so the
@@ -24,6 +33,7 @@ if TYPE_CHECKING:
     from transformers import BitsAndBytesConfig
 
 BNB_INSTALL = "pip install 'bitsandbytes>=0.45'"
+PACKED_BLOCK_N = 32  # out-features block of bitsandbytes' packed CPU layout (_convert_weight_packed_for_cpu)
 
 
 def require_bitsandbytes() -> Any:
@@ -59,6 +69,46 @@ def prepare_quantized(trunk: torch.nn.Module) -> None:
     from peft import prepare_model_for_kbit_training
 
     prepare_model_for_kbit_training(trunk, use_gradient_checkpointing=False)
+
+
+def check_quantizable(trunk: torch.nn.Module) -> None:
+    """Refuse a 4-bit trunk whose linear layers bitsandbytes' packed CPU path cannot run (see module doc)."""
+    bnb = require_bitsandbytes()
+    for name, module in trunk.named_modules():
+        if not isinstance(module, bnb.nn.Linear4bit):
+            continue
+        block = module.weight.quant_state.blocksize
+        if module.in_features % block or module.out_features % PACKED_BLOCK_N:
+            raise RmdataError(
+                f"model.finetune=qlora cannot use layer {name} ({module.in_features} -> {module.out_features} "
+                f"features): 4-bit layers need in-features divisible by {block} and out-features by "
+                f"{PACKED_BLOCK_N} (bitsandbytes' CPU evaluation path); use widths that are multiples of 64 (for a "
+                "tiny model: model.tiny.hidden_size and model.tiny.intermediate_size), or model.finetune=lora"
+            )
+
+
+def set_packed_cpu_path(trunk: torch.nn.Module, enabled: bool) -> int:
+    """Allow or forbid bitsandbytes' packed CPU path in every 4-bit layer; returns how many layers.
+
+    ``Linear4bit.forward`` takes the path when ``support_avx512bf16_for_cpu`` is true (bitsandbytes sets it
+    from ``has_avx512bf16()``), the input is on CPU, the layer is in eval mode and no gradient is needed.
+    Forbidding it first unpacks a weight already packed (as bitsandbytes' own ``state_dict`` does).
+    """
+    count = 0
+    for module in trunk.modules():
+        if not hasattr(module, "support_avx512bf16_for_cpu"):
+            continue
+        layer: Any = module  # a bitsandbytes Linear4bit
+        state: Any = getattr(layer.weight, "quant_state", None)
+        if not enabled and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            layer.weight.data, layer.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                layer.weight.data, state
+            )
+        layer.support_avx512bf16_for_cpu = enabled
+        count += 1
+    return count
 
 
 def linear_module_names(trunk: torch.nn.Module) -> list[str]:

@@ -25,18 +25,16 @@ Calls without ``cu_seq_lens_q`` stay correct:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rmdata.config import AttentionName, choices
 from rmdata.errors import RmdataError
 
 if TYPE_CHECKING:
     import torch
 
-log = logging.getLogger("rmdata")
-
-BACKENDS = ("flash_varlen", "sdpa_varlen", "eager_varlen")
+BACKENDS = tuple(name for name in choices(AttentionName) if name != "auto")  # model.attention's backends
 HF_NAMES = {name: f"rmdata_{name}" for name in BACKENDS}  # names in transformers' AttentionInterface
 FLASH_INSTALL = "pip install 'rmdata[flash]' (builds flash-attn against your CUDA toolkit)"
 
@@ -71,8 +69,10 @@ def choose_attention(requested: str, device: torch.device | str, compute_dtype: 
     """
     import torch
 
-    if requested not in ("auto", *BACKENDS):
-        raise RmdataError(f"model.attention={requested!r} is not a backend; use one of auto, {', '.join(BACKENDS)}")
+    if requested not in choices(AttentionName):
+        raise RmdataError(
+            f"model.attention={requested!r} is not a backend; use one of {', '.join(choices(AttentionName))}"
+        )
     if requested in ("sdpa_varlen", "eager_varlen"):
         return AttentionChoice(requested, f"model.attention={requested}")
     device_type = torch.device(device).type

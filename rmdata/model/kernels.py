@@ -7,7 +7,6 @@ A packed call works on the flattened ``b * q`` tokens and ``cu_seq_lens_q`` offs
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from rmdata.errors import RmdataError
+from rmdata.progress import logger
 
-log = logging.getLogger("rmdata")
+log = logger()
 
 # kernel(q, k, v, mask, is_causal, scale, dropout_p, softcap) on [..., h, L, d] tensors with h == h_kv.
 Kernel = Callable[

@@ -14,25 +14,27 @@ around the head. An export writes the trunk in the dtype it computed in (``Rewar
 
 from __future__ import annotations
 
-import logging
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from rmdata.config import DtypeName, FinetuneMode, choices
 from rmdata.errors import RmdataError
 from rmdata.model.attention import AttentionChoice, choose_attention, register_varlen_attention, varlen_kwargs
+from rmdata.progress import logger
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from rmdata.config import ModelConfig
     from rmdata.tokens.batching import PackedBatch
-    from rmdata.tokens.templates import RewardToken
+    from rmdata.tokens.reward_token import RewardToken
 
-log = logging.getLogger("rmdata")
+log = logger()
 
 
 class RewardModel(nn.Module):
@@ -121,11 +123,38 @@ def built(model: RewardModel, tokenizer: PreTrainedTokenizerBase) -> BuiltModel:
 
 def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
     """What the trunk computes in: bfloat16 for ``dtype=bfloat16``, or ``auto`` on CUDA (autocast); else fp32."""
-    if requested not in ("auto", "float32", "bfloat16"):
-        raise RmdataError(f"model.dtype={requested!r} is not one of auto, float32, bfloat16")
+    if requested not in choices(DtypeName):
+        raise RmdataError(f"model.dtype={requested!r} is not one of {', '.join(choices(DtypeName))}")
     if requested == "bfloat16" or (requested == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return torch.float32
+
+
+def pick_device(requested: str) -> torch.device:
+    """``train.device``: ``auto`` = CUDA when torch sees it, else CPU; a CUDA device that is absent is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RmdataError(f"train.device={requested} but torch sees no CUDA device; use train.device=cpu (or auto)")
+    return torch.device(requested)
+
+
+def autocast_for(requested: str, device: torch.device) -> tuple[AbstractContextManager[object], torch.dtype, str]:
+    """For ``model.dtype``: the autocast context, the compute dtype (:func:`compute_dtype` decides it) and why."""
+    dtype = compute_dtype(requested, device)
+    if dtype == torch.bfloat16 and device.type == "cuda":
+        return (
+            torch.autocast("cuda", dtype=dtype),
+            dtype,
+            f"bfloat16 autocast on CUDA (model.dtype={requested})",
+        )
+    if dtype == torch.bfloat16:
+        return nullcontext(), dtype, "bfloat16 weights (model.dtype=bfloat16)"
+    return (
+        nullcontext(),
+        dtype,
+        f"float32 (model.dtype={requested} on {device.type}; bf16 autocast is CUDA-only)",
+    )
 
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
@@ -197,13 +226,15 @@ def build_reward_model(
     dtype = compute_dtype(cfg.dtype, device)
     attention = choose_attention(cfg.attention, device, dtype)
     log.info("attention: %s (%s)", attention.name, attention.reason)
-    if cfg.finetune not in ("full", "lora", "qlora"):
-        raise RmdataError(f"model.finetune={cfg.finetune!r} is not one of full, lora, qlora")
+    if cfg.finetune not in choices(FinetuneMode):
+        raise RmdataError(f"model.finetune={cfg.finetune!r} is not one of {', '.join(choices(FinetuneMode))}")
 
     if cfg.finetune == "qlora":
-        from rmdata.model.adapters import prepare_quantized, quantization_config
+        from rmdata.model.adapters import check_quantizable, prepare_quantized, quantization_config, set_packed_cpu_path
 
         trunk = _load_trunk(cfg, tokenizer, dtype, device, quantization_config(dtype))
+        check_quantizable(trunk)
+        set_packed_cpu_path(trunk, False)  # eval during training must see the weights training uses
         prepare_quantized(trunk)
     else:
         weights = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32

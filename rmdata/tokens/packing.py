@@ -9,14 +9,15 @@ of rows per value, so a placement costs one bisect: a million pairs plan in ~3 s
 
 The plan is a pure function of the lengths (ties broken by unit index), so it is deterministic; the seed
 only enters the row order of a training epoch (:func:`rows_for_epoch`). A unit longer than the budget is
-dropped with the reason ``over_max_packed_length`` and returned in ``PackPlan.dropped``, never silently.
+dropped with the reason ``over_max_packed_length`` and returned in ``PackPlan.dropped`` as a
+:class:`rmdata.data.drops.Drop` whose row is ``{"unit": index, "lengths": [...]}``, never silently (the caller,
+which knows where unit ``index`` came from, turns it into a drop of the input record).
 The tensors of a row are built from its sequences by ``rmdata.tokens.batching.pack_sequences``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-OVER_BUDGET = "over_max_packed_length"
+from rmdata.data.drops import OVER_MAX_PACKED_LENGTH, Drop, count_by_reason
 
 
 class PackRow(NamedTuple):
@@ -53,21 +54,12 @@ class PackRow(NamedTuple):
 
 
 @dataclass(frozen=True)
-class DroppedUnit:
-    """A unit that could not be packed, with its index in the input and why."""
-
-    index: int
-    lengths: tuple[int, ...]
-    reason: str
-
-
-@dataclass(frozen=True)
 class PackPlan:
     """Rows in packing order (longest units first), the units left out, and the budget used."""
 
     max_packed_length: int
     rows: tuple[PackRow, ...]
-    dropped: tuple[DroppedUnit, ...]
+    dropped: tuple[Drop, ...]  # units over the budget; row = {"unit": index, "lengths": [...]}
     num_units: int  # units given, dropped ones included
 
     @cached_property
@@ -84,8 +76,13 @@ class PackPlan:
         return self.real_tokens / self.allocated_tokens if self.rows else 0.0
 
     @property
-    def dropped_counts(self) -> Counter[str]:
-        return Counter(unit.reason for unit in self.dropped)
+    def dropped_counts(self) -> dict[str, int]:
+        return count_by_reason(self.dropped)
+
+    @property
+    def dropped_units(self) -> tuple[int, ...]:
+        """Indices of the units left out, in input order."""
+        return tuple(int(drop.row["unit"]) for drop in self.dropped if drop.row is not None)
 
     def summary(self) -> dict[str, Any]:
         """Numbers for logs and manifests."""
@@ -116,7 +113,7 @@ def plan_packing(units: Sequence[Sequence[int]] | np.ndarray, max_packed_length:
     totals = lengths.sum(axis=1)
     order = np.argsort(-totals, kind="stable")
     dropped = tuple(
-        DroppedUnit(u, tuple(lengths[u].tolist()), OVER_BUDGET)
+        _over_budget(u, lengths[u].tolist(), max_packed_length)
         for u in np.flatnonzero(totals > max_packed_length).tolist()
     )
     order = order[totals[order] <= max_packed_length]
@@ -130,6 +127,15 @@ def plan_packing(units: Sequence[Sequence[int]] | np.ndarray, max_packed_length:
         rows.append(PackRow(tuple(members), tuple(seq_lengths[start:end])))
         start = end
     return PackPlan(max_packed_length, tuple(rows), dropped, len(lengths))
+
+
+def _over_budget(unit: int, lengths: list[int], budget: int) -> Drop:
+    total = sum(lengths)
+    message = (
+        f"{total} tokens ({' + '.join(map(str, lengths))}), over max_packed_length={budget}: a unit is never split "
+        "across rows (raise data.max_packed_length to keep it)"
+    )
+    return Drop(OVER_MAX_PACKED_LENGTH, message, f"unit {unit}", {"unit": unit, "lengths": lengths})
 
 
 def plan_pairs(

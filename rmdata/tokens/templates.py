@@ -16,8 +16,9 @@ not recur: some tokenizers call the ChatML turn marker their BOS). A row whose r
 reward token) does not fit is dropped with the reason ``response_too_long``; a pair whose chosen and
 rejected token sequences are identical is dropped as ``identical_after_truncation`` (replies that render
 the same, e.g. through a template that trims, or a longer reply that equals the shorter one preceded by
-the tail of the prompt, once both are cut to the same length). Drops keep the row and its ``source`` so
-the caller can count, report and write them.
+the tail of the prompt, once both are cut to the same length). Drops are :class:`rmdata.data.drops.Drop`
+values holding the row and its ``source``, so the caller can count, report and write them.
+The reward token itself is decided in ``rmdata.tokens.reward_token``.
 """
 
 from __future__ import annotations
@@ -29,64 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rmdata.data.drops import IDENTICAL_AFTER_TRUNCATION, RESPONSE_TOO_LONG, Drop, count_by_reason
 from rmdata.errors import RmdataError
+from rmdata.tokens.reward_token import RewardToken as RewardToken  # re-exported: rmdata.model.export imports it
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-RESPONSE_TOO_LONG = "response_too_long"
-IDENTICAL_AFTER_TRUNCATION = "identical_after_truncation"
 Row = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class RewardToken:
-    """The token appended to every sequence; the score is read at its position."""
-
-    id: int
-    text: str
-    rule: str  # how it was chosen, e.g. "model.reward_token='<|reward|>'"
-
-
-def resolve_reward_token(
-    tokenizer: PreTrainedTokenizerBase, token: str | None = None, token_id: int | None = None
-) -> RewardToken:
-    """Pick the reward token: ``token_id`` if given, else ``token``, else the tokenizer's EOS.
-
-    Both given must name the same token. Errors name the value, the vocabulary size and the fix.
-    """
-    vocab_size = len(tokenizer)
-    if token_id is not None:
-        if not 0 <= token_id < vocab_size:
-            raise RmdataError(
-                f"model.reward_token_id={token_id} is outside the tokenizer's vocabulary of {vocab_size} "
-                f"tokens (ids 0..{vocab_size - 1}); set an id inside it, or set model.reward_token to a "
-                "token string the tokenizer knows"
-            )
-        text = str(tokenizer.convert_ids_to_tokens(token_id))
-        if token is not None and token != text:
-            raise RmdataError(
-                f"model.reward_token={token!r} and model.reward_token_id={token_id} disagree: id {token_id} "
-                f"is {text!r}; set only one of them"
-            )
-        return RewardToken(token_id, text, f"model.reward_token_id={token_id}")
-    if token is not None:
-        found = tokenizer.convert_tokens_to_ids(token)
-        if not isinstance(found, int) or tokenizer.convert_ids_to_tokens(found) != token:
-            raise RmdataError(
-                f"model.reward_token={token!r} is not a single token of this tokenizer (vocabulary of "
-                f"{vocab_size}); use a token it has, set model.reward_token_id, or add the token to the "
-                "tokenizer (tokenizer.add_special_tokens) and save it"
-            )
-        return RewardToken(found, token, f"model.reward_token={token!r}")
-    eos_id = tokenizer.eos_token_id
-    if eos_id is None:
-        raise RmdataError(
-            "no reward token configured and the tokenizer has no EOS token; set model.reward_token "
-            "or model.reward_token_id"
-        )
-    eos = str(tokenizer.eos_token)
-    return RewardToken(int(eos_id), eos, f"tokenizer eos {eos!r} (no reward token configured)")
 
 
 def render_conversation(
@@ -153,16 +104,6 @@ class TokenSequences:
         return np.diff(self.offsets)
 
 
-@dataclass(frozen=True)
-class DroppedRow:
-    """A row left out, with why and where it came from."""
-
-    reason: str
-    source: str
-    message: str
-    row: Row
-
-
 @dataclass
 class TokenizedPairs:
     """Pairs that fit, index-aligned: ``chosen[i]``, ``rejected[i]``, ``margin[i]``, ``prompt_id[i]``..."""
@@ -175,31 +116,18 @@ class TokenizedPairs:
     rejected_id: list[str]
     source: list[str]
     reward_token: RewardToken
-    dropped: Counter[str] = field(default_factory=Counter)
-    dropped_rows: list[DroppedRow] = field(default_factory=list)
+    row_index: list[int] = field(default_factory=list)  # position of each kept pair among the input rows
+    drops: list[Drop] = field(default_factory=list)  # input rows left out, with their reasons
     prompt_truncated: int = 0  # sequences whose prompt was cut from the left
     prefix_mismatch: int = 0  # sequences whose prompt rendering was not a token prefix (see module doc)
 
     def __len__(self) -> int:
         return len(self.chosen)
 
-
-@dataclass
-class TokenizedCorpus:
-    """Single responses that fit, index-aligned with ``response_id`` (the key to join scores back)."""
-
-    sequences: TokenSequences
-    prompt_id: list[str]
-    response_id: list[str]
-    source: list[str]
-    reward_token: RewardToken
-    dropped: Counter[str] = field(default_factory=Counter)
-    dropped_rows: list[DroppedRow] = field(default_factory=list)
-    prompt_truncated: int = 0
-    prefix_mismatch: int = 0
-
-    def __len__(self) -> int:
-        return len(self.sequences)
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Drops counted by reason."""
+        return count_by_reason(self.drops)
 
 
 def fit_to_length(
@@ -296,7 +224,7 @@ def _fit_rows(
     reward_id: int,
     batch_size: int,
     stats: Counter[str],
-) -> Iterator[tuple[Row, list[np.ndarray] | DroppedRow, int]]:
+) -> Iterator[tuple[Row, list[np.ndarray] | Drop, int]]:
     """Per row: its fitted sequences (one per response key, reward token last) or why it was dropped, and
     how many of its sequences had their prompt cut. ``stats["prefix_mismatch"]`` counts as it goes."""
     width = 1 + len(response_keys)
@@ -325,7 +253,7 @@ def _fit_rows(
                         f"{row['source']}: {key} has {n} tokens plus the reward token, over "
                         f"data.max_length={encoder.max_length} (raise data.max_length to keep such rows)"
                     )
-                    yield row, DroppedRow(RESPONSE_TOO_LONG, str(row["source"]), message, row), 0
+                    yield row, Drop(RESPONSE_TOO_LONG, message, str(row["source"]), row), 0
                     break
                 truncated += len(seq) < len(full) + 1
                 fitted.append(seq)
@@ -353,11 +281,12 @@ def tokenize_pairs(
     rejected: list[np.ndarray] = []
     margin: list[float | None] = []
     keys: dict[str, list[str]] = {"prompt_id": [], "chosen_id": [], "rejected_id": [], "source": []}
-    dropped: list[DroppedRow] = []
+    row_index: list[int] = []
+    dropped: list[Drop] = []
     stats: Counter[str] = Counter()
     fitted = _fit_rows(rows, encoder, ("chosen", "rejected"), reward_token.id, batch_size, stats)
-    for row, result, truncated in fitted:
-        if isinstance(result, DroppedRow):
+    for index, (row, result, truncated) in enumerate(fitted):
+        if isinstance(result, Drop):
             dropped.append(result)
             continue
         seq_c, seq_r = result
@@ -366,9 +295,10 @@ def tokenize_pairs(
                 f"{row['source']}: chosen and rejected are the same {len(seq_c)} tokens after rendering and "
                 f"truncation to data.max_length={max_length}"
             )
-            dropped.append(DroppedRow(IDENTICAL_AFTER_TRUNCATION, str(row["source"]), message, row))
+            dropped.append(Drop(IDENTICAL_AFTER_TRUNCATION, message, str(row["source"]), row))
             continue
         stats["prompt_truncated"] += truncated
+        row_index.append(index)
         chosen.append(seq_c)
         rejected.append(seq_r)
         value = row.get("margin")
@@ -384,45 +314,8 @@ def tokenize_pairs(
         rejected_id=keys["rejected_id"],
         source=keys["source"],
         reward_token=reward_token,
-        dropped=Counter(d.reason for d in dropped),
-        dropped_rows=dropped,
-        prompt_truncated=stats["prompt_truncated"],
-        prefix_mismatch=stats["prefix_mismatch"],
-    )
-
-
-def tokenize_corpus(
-    rows: Iterable[Row] | Any,
-    tokenizer: PreTrainedTokenizerBase,
-    *,
-    max_length: int,
-    reward_token: RewardToken,
-    chat_template: str | None = None,
-    batch_size: int = 512,
-) -> TokenizedCorpus:
-    """Normalized corpus rows -> one sequence each (``prompt``, ``response``, ``prompt_id``, ``response_id``,
-    ``source`` needed); see :func:`tokenize_pairs`."""
-    encoder = _Encoder(tokenizer, chat_template, max_length)
-    sequences: list[np.ndarray] = []
-    keys: dict[str, list[str]] = {"prompt_id": [], "response_id": [], "source": []}
-    dropped: list[DroppedRow] = []
-    stats: Counter[str] = Counter()
-    for row, result, truncated in _fit_rows(rows, encoder, ("response",), reward_token.id, batch_size, stats):
-        if isinstance(result, DroppedRow):
-            dropped.append(result)
-            continue
-        stats["prompt_truncated"] += truncated
-        sequences.append(result[0])
-        for name, values in keys.items():
-            values.append(str(row[name]))
-    return TokenizedCorpus(
-        sequences=TokenSequences.from_arrays(sequences),
-        prompt_id=keys["prompt_id"],
-        response_id=keys["response_id"],
-        source=keys["source"],
-        reward_token=reward_token,
-        dropped=Counter(d.reason for d in dropped),
-        dropped_rows=dropped,
+        row_index=row_index,
+        drops=dropped,
         prompt_truncated=stats["prompt_truncated"],
         prefix_mismatch=stats["prefix_mismatch"],
     )

@@ -1,25 +1,37 @@
 """Training data: read and validate pairs, hold out an eval split by prompt, tokenize, plan packed steps.
 
 Everything here is deterministic for a seed, so a resumed run replays exactly the steps it would have run.
+Every row left out on the way is a :class:`rmdata.data.drops.Drop` (the loader's invalid records, margins
+the model's float32 cannot hold, tokenization drops, pairs over ``data.max_packed_length``), counted by
+reason in the summary (``run.json``) and returned for ``rejects/train.jsonl``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rmdata.config import Recipe, resolve_data_path
+import numpy as np
+
+from rmdata.config import MAX_STEPS, Recipe, resolve_data_path
+from rmdata.data.drops import INVALID_RECORD, Drop, count_by_reason
 from rmdata.errors import RmdataError
+from rmdata.progress import logger
 from rmdata.tokens.batching import PackedBatch, pack_sequences
 from rmdata.tokens.packing import PackPlan, PackRow, plan_pairs, rows_for_epoch
-from rmdata.tokens.templates import DroppedRow, RewardToken, TokenizedPairs, tokenize_pairs
+from rmdata.tokens.reward_token import RewardToken
+from rmdata.tokens.templates import TokenizedPairs, tokenize_pairs
 
 if TYPE_CHECKING:
     import polars as pl
     from transformers import PreTrainedTokenizerBase
+
+log = logger()
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # margins become float32 tensors
+MAX_LISTED = 20  # bad margins named in one error
 
 
 @dataclass
@@ -44,7 +56,7 @@ class TrainingData:
     train: PairSplit
     eval: PairSplit | None
     summary: dict[str, Any] = field(default_factory=dict)  # counts for run.json
-    rejects: list[dict[str, Any]] = field(default_factory=list)  # dropped records with their reasons
+    drops: list[Drop] = field(default_factory=list)  # every row left out, with its reason
 
 
 def eval_mask(prompt_ids: Sequence[str], fraction: float, seed: int) -> list[bool]:
@@ -60,7 +72,21 @@ def eval_mask(prompt_ids: Sequence[str], fraction: float, seed: int) -> list[boo
     return out
 
 
-def _load_pairs(paths: Sequence[str], recipe: Recipe, role: str) -> tuple[pl.DataFrame, dict[str, Any], list]:
+def as_drop(reject: Drop | Mapping[str, Any]) -> Drop:
+    """A loader reject as a Drop (the loader still returns JSON-ready dicts; a Drop passes through)."""
+    if isinstance(reject, Drop):
+        return reject
+    return Drop(
+        reason=str(reject["reason"]),
+        message=str(reject["message"]),
+        location=str(reject["source"]),
+        row=reject.get("record"),
+        fields=tuple(reject.get("errors") or ()),
+        raw=reject.get("raw"),
+    )
+
+
+def _load_pairs(paths: Sequence[str], recipe: Recipe, role: str) -> tuple[pl.DataFrame, dict[str, Any], list[Drop]]:
     from rmdata.data.load import load_dataset_records
 
     loaded = load_dataset_records(
@@ -71,23 +97,66 @@ def _load_pairs(paths: Sequence[str], recipe: Recipe, role: str) -> tuple[pl.Dat
             f"data.{role}: {', '.join(paths)} holds {loaded.format} records ({loaded.kind}); "
             "training needs preference pairs (pairs, pairs-implicit or hh)"
         )
-    counts = {"format": loaded.format, "records": loaded.records, "invalid": len(loaded.rejects)}
-    return loaded.frame, counts, list(loaded.rejects)
+    frame, bad_margins = _without_float32_overflow(loaded.frame, recipe.data.on_error, role)
+    drops = [as_drop(r) for r in loaded.rejects] + bad_margins
+    counts = {"format": loaded.format, "records": loaded.records, "invalid": len(drops)}
+    return frame, counts, drops
 
 
-def _dropped_records(rows: list[DroppedRow]) -> list[dict[str, Any]]:
-    return [{"source": d.source, "reason": d.reason, "message": d.message} for d in rows]
+def _without_float32_overflow(frame: pl.DataFrame, on_error: str, role: str) -> tuple[pl.DataFrame, list[Drop]]:
+    """Refuse (or with ``on_error: skip`` drop) pairs whose margin a float32 tensor cannot hold."""
+    import polars as pl
+
+    if "margin" not in frame.columns:
+        return frame, []
+    too_big = pl.col("margin").abs() > FLOAT32_MAX
+    bad = frame.filter(too_big)
+    if not bad.height:
+        return frame, []
+    rule = f"over float32's largest value {FLOAT32_MAX:.4g} (training computes in float32)"
+    if on_error == "raise":
+        listed = "; ".join(f"{row['source']}: margin {row['margin']:g}" for row in bad.head(MAX_LISTED).to_dicts())
+        more = f" (and {bad.height - MAX_LISTED} more)" if bad.height > MAX_LISTED else ""
+        raise RmdataError(
+            f"data.{role}: {bad.height} margin(s) {rule}: {listed}{more}; fix the records' margin field, or set "
+            "data.on_error=skip to drop and count them"
+        )
+    drops = [
+        Drop(
+            INVALID_RECORD,
+            f"margin {row['margin']:g} is {rule}",
+            str(row["source"]),
+            row,
+            ({"field": "margin", "message": f"margin {row['margin']:g} is {rule}"},),
+        )
+        for row in bad.to_dicts()
+    ]
+    return frame.filter(~too_big.fill_null(False)), drops
 
 
-def _split(pairs: TokenizedPairs, max_packed_length: int, name: str, summary: dict[str, Any]) -> PairSplit:
+def _packing_drops(pairs: TokenizedPairs, plan: PackPlan, frame: pl.DataFrame) -> list[Drop]:
+    """Pairs the packer left out, as drops of their input records (source, row and reason)."""
+    drops = []
+    for packed, unit in zip(plan.dropped, plan.dropped_units, strict=True):
+        source = pairs.source[unit]
+        row = frame.row(pairs.row_index[unit], named=True)
+        drops.append(Drop(packed.reason, f"{source}: pair of {packed.message}", source, row))
+    return drops
+
+
+def _split(
+    frame: pl.DataFrame, tokenize: Any, max_packed_length: int, name: str, summary: dict[str, Any]
+) -> tuple[PairSplit, list[Drop]]:
+    pairs: TokenizedPairs = tokenize(frame)
     plan = plan_pairs(pairs.chosen.lengths, pairs.rejected.lengths, max_packed_length)
+    drops = pairs.drops + _packing_drops(pairs, plan, frame)
     summary[name] = {
-        "pairs": len(pairs),
-        "dropped": {**dict(pairs.dropped), **dict(plan.dropped_counts)},
+        "pairs": len(pairs) - len(plan.dropped),  # pairs packed into rows
+        "dropped": count_by_reason(drops),
         "prompt_truncated": pairs.prompt_truncated,
         "packing": plan.summary(),
     }
-    return PairSplit(pairs, plan)
+    return PairSplit(pairs, plan), drops
 
 
 def prepare_training_data(
@@ -96,20 +165,32 @@ def prepare_training_data(
     """Read, validate, split, tokenize and pack the recipe's training (and eval) pairs."""
     if not recipe.data.train:
         raise RmdataError("data.train is empty: give training files, e.g. --set data.train=pairs.jsonl")
-    frame, counts, rejects = _load_pairs(recipe.data.train, recipe, "train")
+    frame, counts, drops = _load_pairs(recipe.data.train, recipe, "train")
     summary: dict[str, Any] = {"train_input": counts}
+    eval_frame: pl.DataFrame | None = None
     if recipe.data.eval:
-        eval_frame, eval_counts, eval_rejects = _load_pairs(recipe.data.eval, recipe, "eval")
+        eval_frame, eval_counts, eval_drops = _load_pairs(recipe.data.eval, recipe, "eval")
         summary["eval_input"] = eval_counts
-        rejects += eval_rejects
+        drops += eval_drops
     elif recipe.data.eval_fraction > 0:
         import polars as pl
 
         mask = pl.Series(eval_mask(frame["prompt_id"].to_list(), recipe.data.eval_fraction, recipe.train.seed))
         eval_frame, frame = frame.filter(mask), frame.filter(~mask)
         summary["eval_input"] = {"held_out_from_train": recipe.data.eval_fraction, "records": eval_frame.height}
-    else:
-        eval_frame = None
+        if not frame.height and eval_frame.height:
+            raise RmdataError(
+                f"data.eval_fraction={recipe.data.eval_fraction} held out all {eval_frame.height} pairs: the split is "
+                f"by prompt and they have {eval_frame['prompt_id'].n_unique()} distinct prompt(s); give data.eval "
+                "files, more varied prompts, or data.eval_fraction=0"
+            )
+        if not eval_frame.height and frame.height:
+            prompts = frame["prompt_id"].n_unique()
+            log.warning(
+                f"data.eval_fraction={recipe.data.eval_fraction} held out no pairs: the split is by prompt and the "
+                f"{frame.height} training pairs have {prompts} distinct prompt(s); the run has no held-out "
+                "evaluation (give data.eval files, or more varied prompts)"
+            )
 
     def tokenize(rows: pl.DataFrame) -> TokenizedPairs:
         return tokenize_pairs(
@@ -120,39 +201,59 @@ def prepare_training_data(
             chat_template=recipe.data.chat_template,
         )
 
-    train_pairs = tokenize(frame)
-    train = _split(train_pairs, recipe.data.max_packed_length, "train", summary)
-    rejects += _dropped_records(train_pairs.dropped_rows)
+    budget = recipe.data.max_packed_length
+    train, train_drops = _split(frame, tokenize, budget, "train", summary)
+    drops += train_drops
     if not train.plan.rows:
-        reasons = Counter({**dict(train_pairs.dropped), **dict(train.plan.dropped_counts)})
-        detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()) or "no records"
+        detail = ", ".join(f"{n} {reason}" for reason, n in count_by_reason(drops).items()) or "no records"
         raise RmdataError(
             f"no training pairs left after filtering ({detail}); check data.train, data.max_length="
             f"{recipe.data.max_length} and data.max_packed_length={recipe.data.max_packed_length}"
         )
     evaluation = None
     if eval_frame is not None and eval_frame.height:
-        eval_pairs = tokenize(eval_frame)
-        rejects += _dropped_records(eval_pairs.dropped_rows)
-        evaluation = _split(eval_pairs, recipe.data.max_packed_length, "eval", summary)
-    return TrainingData(train, evaluation, summary, rejects)
+        evaluation, eval_drops = _split(eval_frame, tokenize, budget, "eval", summary)
+        drops += eval_drops
+        if not evaluation.plan.rows:
+            log.warning("eval: no held-out pair is left after filtering; the run has no held-out evaluation")
+            evaluation = None
+    summary["dropped"] = count_by_reason(drops)
+    return TrainingData(train, evaluation, summary, drops)
 
 
-def plan_steps(
-    plan: PackPlan, *, epochs: int, max_steps: int | None, grad_accum: int, seed: int
-) -> list[list[PackRow]]:
+class StepPlan:
     """Every optimizer step's rows, in order: epochs of seeded row orders cut into ``grad_accum`` rows.
 
-    An epoch's last step may hold fewer rows (the loss is normalized by each step's own pair count).
-    ``max_steps`` wins over ``epochs``: it cuts the run short or adds epochs until it is reached.
+    Computed per step, never materialized: step ``i`` is chunk ``i mod k`` of epoch ``i div k`` (``k`` steps per
+    epoch), and only the current epoch's row order is kept. An epoch's last step may hold fewer rows (the loss
+    is normalized by each step's own pair count). ``max_steps`` wins over ``epochs``: it cuts the run short or
+    adds epochs until it is reached.
     """
-    steps: list[list[PackRow]] = []
-    epoch = 0
-    while (max_steps is None and epoch < epochs) or (max_steps is not None and len(steps) < max_steps):
-        rows = rows_for_epoch(plan, epoch, seed)
-        steps.extend(rows[i : i + grad_accum] for i in range(0, len(rows), grad_accum))
-        epoch += 1
-    return steps[:max_steps] if max_steps is not None else steps
+
+    def __init__(self, plan: PackPlan, *, epochs: int, max_steps: int | None, grad_accum: int, seed: int) -> None:
+        if not plan.rows:
+            raise ValueError("a step plan needs at least one packed row")
+        self.plan, self.grad_accum, self.seed = plan, grad_accum, seed
+        self.steps_per_epoch = math.ceil(len(plan.rows) / grad_accum)
+        self.total = max_steps if max_steps is not None else epochs * self.steps_per_epoch
+        if self.total > MAX_STEPS:
+            raise RmdataError(
+                f"train.epochs={epochs} x {self.steps_per_epoch} steps per epoch = {self.total:,} optimizer steps, "
+                f"over the limit of {MAX_STEPS:,}; lower train.epochs or set train.max_steps"
+            )
+        self._epoch: tuple[int, list[PackRow]] | None = None
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, step: int) -> list[PackRow]:
+        if not 0 <= step < self.total:
+            raise IndexError(f"step {step} is outside the plan of {self.total} steps")
+        epoch, chunk = divmod(step, self.steps_per_epoch)
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = (epoch, rows_for_epoch(self.plan, epoch, self.seed))
+        start = chunk * self.grad_accum
+        return self._epoch[1][start : start + self.grad_accum]
 
 
 def describe(summary: dict[str, Any], rejects_path: str | None) -> str:
@@ -162,12 +263,13 @@ def describe(summary: dict[str, Any], rejects_path: str | None) -> str:
         if split not in summary:
             continue
         info = summary[split]
-        dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(info["dropped"].items()))
+        dropped = ", ".join(f"{n} {reason}" for reason, n in info["dropped"].items())
         line = f"{split}: {info['pairs']} pairs in {info['packing']['rows']} packed rows"
         line += f" (efficiency {info['packing']['efficiency']:.3f})"
         if dropped:
             line += f"; dropped {dropped}"
         lines.append(line)
-    if rejects_path and any(summary[s]["dropped"] for s in ("train", "eval") if s in summary):
-        lines.append(f"dropped records and reasons: {rejects_path}")
+    if rejects_path and summary.get("dropped"):
+        total = sum(summary["dropped"].values())
+        lines.append(f"{total} dropped record(s) with their reasons: {rejects_path}")
     return "\n".join(lines)

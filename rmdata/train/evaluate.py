@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rmdata.train.losses import LossSpec, metric_means, reward_loss, reward_metric_sums
+from rmdata.config import LossConfig
+from rmdata.train.losses import metric_means, reward_loss, reward_metric_sums
 
 if TYPE_CHECKING:
     from rmdata.train.data import PairSplit
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 def evaluate_pairs(
     model: torch.nn.Module,
     split: PairSplit,
-    spec: LossSpec,
+    spec: LossConfig,
     device: torch.device,
     autocast: AbstractContextManager[object] | None = None,
 ) -> dict[str, float]:

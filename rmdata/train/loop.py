@@ -2,28 +2,34 @@
 
 Each optimizer step runs ``train.grad_accum`` packed rows. Every row's loss is divided by the number of
 pairs in the whole step, so a pair weighs the same whatever it was packed with. Checkpoints hold everything
-a resumed run needs to replay the remaining steps bit for bit on CPU.
+a resumed run needs to replay the remaining steps bit for bit on CPU, plus the step count and the recipe
+they were planned with, which a resume checks.
+
+Everything that can fail on bad input (recipe, data, model, the resume's checkpoint) runs before the run
+directory is written. A step whose loss is not finite stops the run with one line naming the step.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 import signal
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from rmdata.config import Recipe
-from rmdata.progress import TrainProgress
+from rmdata.config import Recipe, recipe_to_dict
+from rmdata.errors import RmdataError
+from rmdata.model.reward_model import BuiltModel, autocast_for, pick_device
+from rmdata.progress import TrainProgress, logger
 from rmdata.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from rmdata.train.data import describe, plan_steps, prepare_training_data
+from rmdata.train.data import StepPlan, TrainingData, describe, prepare_training_data
 from rmdata.train.evaluate import evaluate_pairs
-from rmdata.train.losses import LossSpec, metric_means, reward_loss, reward_metric_sums
+from rmdata.train.losses import metric_means, reward_loss, reward_metric_sums, zero_metric_sums
 from rmdata.train.optim import build_optimizer, lr_factor, set_lr
 from rmdata.train.runs import (
     RunDir,
@@ -36,6 +42,7 @@ from rmdata.train.runs import (
     write_json,
 )
 
+log = logger()
 StepHook = Callable[[int, dict[str, float]], None]
 
 
@@ -45,6 +52,28 @@ class TrainResult:
     steps: int  # optimizer steps completed
     eval: dict[str, float] | None  # final held-out metrics (None when interrupted or without eval data)
     interrupted: bool
+
+
+@dataclass
+class Session:
+    """Everything a run needs once set up: the model, its data, the step plan and where it writes."""
+
+    recipe: Recipe
+    run: RunDir
+    device: torch.device
+    built: BuiltModel
+    data: TrainingData
+    steps: StepPlan
+    warmup: int
+    optimizer: torch.optim.Optimizer
+    autocast: AbstractContextManager[object]
+    start_step: int
+    run_info: dict[str, Any]
+
+    def checkpoint(self, step: int) -> None:
+        state = {"total_steps": len(self.steps), "recipe": recipe_to_dict(self.recipe)}
+        cfg = self.recipe.train
+        save_checkpoint(self.run.checkpoints, step, self.built.model, self.optimizer, state, cfg.keep_checkpoints)
 
 
 class _StopFlag:
@@ -72,36 +101,6 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-def autocast_for(recipe: Recipe, device: torch.device) -> tuple[AbstractContextManager[object], torch.dtype, str]:
-    """The autocast context, the compute dtype (``rmdata.model.reward_model.compute_dtype`` decides it) and why."""
-    from rmdata.model.reward_model import compute_dtype
-
-    dtype = compute_dtype(recipe.model.dtype, device)
-    if dtype == torch.bfloat16 and device.type == "cuda":
-        return (
-            torch.autocast("cuda", dtype=dtype),
-            dtype,
-            f"bfloat16 autocast on CUDA (model.dtype={recipe.model.dtype})",
-        )
-    if dtype == torch.bfloat16:
-        return nullcontext(), dtype, "bfloat16 weights (model.dtype=bfloat16)"
-    return (
-        nullcontext(),
-        dtype,
-        f"float32 (model.dtype={recipe.model.dtype} on {device.type}; bf16 autocast is CUDA-only)",
-    )
-
-
-def loss_spec(recipe: Recipe) -> LossSpec:
-    return LossSpec(**dataclasses.asdict(recipe.loss))
-
-
 def train(
     recipe: Recipe,
     run: RunDir,
@@ -112,41 +111,49 @@ def train(
     show_progress: bool = True,
 ) -> TrainResult:
     """Run (or resume) training as the recipe says; returns where it stopped and the final metrics."""
-    from rmdata.model.export import save_reward_model
-    from rmdata.model.reward_model import build_reward_model, load_tokenizer
-    from rmdata.tokens.templates import resolve_reward_token
+    session = setup(recipe, run, resume=resume, overwrite=overwrite)
+    step, interrupted = run_steps(session, on_step, show_progress)
+    if interrupted:
+        session.run_info["interrupted_at"] = step
+        write_json(run.run_json, session.run_info)
+        return TrainResult(run, step, None, interrupted=True)
+    final_eval = evaluate(session, step)
+    save(session, step, final_eval)
+    return TrainResult(run, step, final_eval, interrupted=False)
 
-    # Everything that can fail on bad input runs before the run directory is touched.
+
+def setup(recipe: Recipe, run: RunDir, *, resume: bool, overwrite: bool) -> Session:
+    """Check, read, build and (on resume) restore everything, then create the run directory and run.json."""
+    from rmdata.model.reward_model import build_reward_model, load_tokenizer
+    from rmdata.tokens.reward_token import resolve_reward_token
+
     check_run_dir(run, recipe, resume=resume, overwrite=overwrite)
+    if resume:
+        check_resumable(run)
     device = pick_device(recipe.train.device)
     tokenizer = load_tokenizer(recipe.model)
     reward_token = resolve_reward_token(tokenizer, recipe.model.reward_token, recipe.model.reward_token_id)
     data = prepare_training_data(recipe, tokenizer, reward_token)
-    torch.manual_seed(recipe.train.seed)
-    built = build_reward_model(recipe.model, tokenizer, reward_token, device=device)
-    model = built.model
-
-    start_run(run, recipe, overwrite=overwrite)
-    if data.rejects:
-        from rmdata.io import write_rejects
-
-        write_rejects(run.rejects / "train.jsonl", data.rejects)
-    spec = loss_spec(recipe)
-    autocast, dtype, dtype_reason = autocast_for(recipe, device)
     cfg = recipe.train
-    steps = plan_steps(
+    steps = StepPlan(
         data.train.plan, epochs=cfg.epochs, max_steps=cfg.max_steps, grad_accum=cfg.grad_accum, seed=cfg.seed
     )
-    warmup = math.ceil(cfg.warmup_ratio * len(steps))
-    optimizer = build_optimizer(model, cfg.lr, cfg.head_lr, cfg.weight_decay)
+    torch.manual_seed(cfg.seed)
+    built = build_reward_model(recipe.model, tokenizer, reward_token, device=device)
+    optimizer = build_optimizer(built.model, cfg.lr, cfg.head_lr, cfg.weight_decay)
+    start_step = restore(run, built, optimizer, recipe, len(steps)) if resume else 0
 
-    start_step, resumed_from = 0, None
-    if resume and (found := list_checkpoints(run.checkpoints)):
-        start_step = resumed_from = int(load_checkpoint(found[-1], model, optimizer)["step"])
+    start_run(run, recipe, overwrite=overwrite)
+    if data.drops:
+        from rmdata.io import write_rejects
+
+        write_rejects(run.rejects / "train.jsonl", [d.to_json() for d in data.drops])
+    if resume:
         truncate_metrics(run, start_step)
     elif run.metrics.exists():
         run.metrics.unlink()
-
+    autocast, dtype, dtype_reason = autocast_for(recipe.model.dtype, device)
+    warmup = math.ceil(cfg.warmup_ratio * len(steps))
     run_info: dict[str, Any] = {
         "recipe": recipe.name,
         "environment": environment_info(),
@@ -157,78 +164,154 @@ def train(
         "parameters": {"total": built.total_params, "trainable": built.trainable_params},
         "data": data.summary,
         "steps": {"total": len(steps), "warmup": warmup, "grad_accum": cfg.grad_accum},
-        "resumed_from": resumed_from,
+        "resumed_from": start_step if resume else None,
     }
     write_json(run.run_json, run_info)
+    log.info(describe(data.summary, str(run.rejects / "train.jsonl") if data.drops else None))
+    log.info(f"compute: {dtype_reason}")
+    if resume:
+        log.info(f"resumed from step {start_step} of {len(steps)}")
+    return Session(recipe, run, device, built, data, steps, warmup, optimizer, autocast, start_step, run_info)
 
-    model.train()
-    step = start_step
-    interrupted = False
-    params = [p for p in model.parameters() if p.requires_grad]
-    with _StopFlag() as stop, TrainProgress(len(steps), start_step, enabled=show_progress) as progress:
-        progress.note(describe(data.summary, str(run.rejects / "train.jsonl") if data.rejects else None))
-        progress.note(f"attention: {built.attention.name} ({built.attention.reason}); {dtype_reason}")
-        if resumed_from is not None:
-            progress.note(f"resumed from step {resumed_from}")
-        while step < len(steps):
-            began = time.perf_counter()
-            rows = steps[step]
-            step_pairs = sum(len(row.units) for row in rows)
-            sums = torch.zeros(5, dtype=torch.float64)
-            step_loss, tokens = 0.0, 0
-            for row in rows:
-                batch = data.train.batch(row).to(device)
-                margin = torch.tensor(data.train.margins(row), device=device)
-                with autocast:
-                    scores = model(batch)
-                chosen, rejected = scores[0::2], scores[1::2]
-                loss = reward_loss(chosen, rejected, num_pairs=step_pairs, spec=spec, margin=margin)
-                loss.backward()
-                step_loss += float(loss.detach())
-                sums += reward_metric_sums(chosen, rejected).cpu()
-                tokens += batch.num_tokens
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
-            lr = set_lr(optimizer, lr_factor(step, len(steps), warmup, cfg.min_lr_ratio))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+
+def check_resumable(run: RunDir) -> None:
+    """``--resume`` needs a run that has a checkpoint and has not finished."""
+    if run.run_json.is_file():
+        try:
+            completed = json.loads(run.run_json.read_text(encoding="utf-8")).get("completed_steps")
+        except (ValueError, AttributeError):
+            completed = None
+        if completed is not None:
+            raise RmdataError(
+                f"--resume: {run.path} is a finished run ({completed} steps, model in {run.final}); nothing to "
+                "resume: pass --overwrite to train it again, or --output-dir for a new run"
+            )
+    if not list_checkpoints(run.checkpoints):
+        raise RmdataError(
+            f"--resume: {run.path} holds no checkpoint to resume from ({run.checkpoints}); drop --resume to start "
+            "a new run (with --overwrite if the directory holds an unfinished one)"
+        )
+
+
+def restore(run: RunDir, built: BuiltModel, optimizer: torch.optim.Optimizer, recipe: Recipe, total: int) -> int:
+    """Load the newest checkpoint into the model and optimizer after checking it belongs to this plan."""
+    path = list_checkpoints(run.checkpoints)[-1]
+    state = load_checkpoint(path, built.model, optimizer)
+    saved_total = state.get("total_steps")
+    if saved_total != total:
+        raise RmdataError(
+            f"--resume: {path.name} was saved by a run of {saved_total} steps, but this recipe and data plan "
+            f"{total} steps (did the training data change?); resume with the same data, or start a new run"
+        )
+    if "recipe" in state and (differ := _differences(state["recipe"], recipe_to_dict(recipe))):
+        raise RmdataError(
+            f"--resume: {path.name} was saved with a different recipe ({differ}); resume with the same one"
+        )
+    return int(state["step"])
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> str:
+    """``a.b: old -> new`` for each leaf that differs, comma-separated."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            if inner := _differences(old, new, f"{prefix}{key}."):
+                out.append(inner)
+        elif old != new:
+            out.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return ", ".join(out)
+
+
+def run_steps(session: Session, on_step: StepHook | None, show_progress: bool) -> tuple[int, bool]:
+    """The loop: optimizer steps from ``start_step``, logging, periodic eval and checkpoints, Ctrl-C.
+
+    Returns the steps completed and whether a Ctrl-C stopped the run early (a checkpoint was saved).
+    """
+    cfg, run, total = session.recipe.train, session.run, len(session.steps)
+    step = session.start_step
+    session.built.model.train()
+    with _StopFlag() as stop, TrainProgress(total, step, enabled=show_progress) as progress:
+        while step < total:
+            metrics = optimizer_step(session, step)
             step += 1
-            seconds = time.perf_counter() - began
-            metrics = {"loss": step_loss, **metric_means(sums), "lr": lr, "grad_norm": float(grad_norm)}
-            metrics["tokens_per_s"] = tokens / seconds
             progress.update(step, metrics)
-            if step % cfg.log_steps == 0 or step == len(steps):
+            if step % cfg.log_steps == 0 or step == total:
                 append_metrics(run, {"step": step, "split": "train", **_rounded(metrics)})
-            if data.eval is not None and cfg.eval_steps and step % cfg.eval_steps == 0 and step < len(steps):
-                held_out = evaluate_pairs(model, data.eval, spec, device, autocast)
-                append_metrics(run, {"step": step, "split": "eval", **_rounded(held_out)})
-                progress.note(f"step {step}: eval accuracy {held_out['accuracy']:.3f}, loss {held_out['loss']:.4f}")
-            if cfg.save_steps and step % cfg.save_steps == 0 and step < len(steps):
-                save_checkpoint(
-                    run.checkpoints, step, model, optimizer, {"total_steps": len(steps)}, cfg.keep_checkpoints
+            if cfg.eval_steps and step % cfg.eval_steps == 0 and step < total and session.data.eval is not None:
+                held_out = evaluate_pairs(
+                    session.built.model, session.data.eval, session.recipe.loss, session.device, session.autocast
                 )
+                append_metrics(run, {"step": step, "split": "eval", **_rounded(held_out)})
+                log.info(f"step {step}: eval accuracy {held_out['accuracy']:.3f}, loss {held_out['loss']:.4f}")
             if on_step is not None:
                 on_step(step, metrics)
-            if stop.requested and step < len(steps):
-                save_checkpoint(
-                    run.checkpoints, step, model, optimizer, {"total_steps": len(steps)}, cfg.keep_checkpoints
-                )
-                interrupted = True
-                break
+            periodic = bool(cfg.save_steps) and step % cfg.save_steps == 0
+            if step < total and (periodic or stop.requested):
+                session.checkpoint(step)
+                if stop.requested:
+                    return step, True
+    return step, False
 
-    if interrupted:
-        run_info["interrupted_at"] = step
-        write_json(run.run_json, run_info)
-        return TrainResult(run, step, None, interrupted=True)
 
-    final_eval = evaluate_pairs(model, data.eval, spec, device, autocast) if data.eval is not None else None
-    if final_eval is not None:
-        append_metrics(run, {"step": step, "split": "eval", **_rounded(final_eval)})
-        write_json(run.eval_json, final_eval)
-    save_reward_model(built, run.final)
-    run_info["completed_steps"] = step
-    write_json(run.run_json, run_info)
-    point_latest(run)
-    return TrainResult(run, step, final_eval, interrupted=False)
+def optimizer_step(session: Session, step: int) -> dict[str, float]:
+    """One optimizer step (0-based ``step``) over its packed rows; returns the step's metrics."""
+    began = time.perf_counter()
+    model, data, device, cfg = session.built.model, session.data.train, session.device, session.recipe.train
+    rows = session.steps[step]
+    step_pairs = sum(len(row.units) for row in rows)
+    sums = zero_metric_sums()
+    step_loss, tokens = 0.0, 0
+    for row in rows:
+        batch = data.batch(row).to(device)
+        margin = torch.tensor(data.margins(row), device=device)
+        with session.autocast:
+            scores = model(batch)
+        chosen, rejected = scores[0::2], scores[1::2]
+        loss = reward_loss(chosen, rejected, num_pairs=step_pairs, spec=session.recipe.loss, margin=margin)
+        loss.backward()
+        step_loss += float(loss.detach())
+        sums += reward_metric_sums(chosen, rejected).cpu()
+        tokens += batch.num_tokens
+    if not math.isfinite(step_loss):
+        raise RmdataError(
+            f"step {step + 1}: the training loss is {step_loss} (not finite); the run stopped without saving a "
+            f"model: lower train.lr (now {cfg.lr:g}) or check the data (margins, duplicated pairs)"
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+    lr = set_lr(session.optimizer, lr_factor(step, len(session.steps), session.warmup, cfg.min_lr_ratio))
+    session.optimizer.step()
+    session.optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - began
+    metrics = {"loss": step_loss, **metric_means(sums), "lr": lr, "grad_norm": float(grad_norm)}
+    metrics["tokens_per_s"] = tokens / seconds
+    return metrics
+
+
+def evaluate(session: Session, step: int) -> dict[str, float] | None:
+    """Final held-out metrics (None without eval pairs); a non-finite loss fails the run."""
+    if session.data.eval is None:
+        return None
+    metrics = evaluate_pairs(
+        session.built.model, session.data.eval, session.recipe.loss, session.device, session.autocast
+    )
+    if not all(math.isfinite(v) for v in metrics.values()):
+        bad = ", ".join(f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v))
+        raise RmdataError(f"step {step}: the held-out evaluation is not finite ({bad}); no model was saved")
+    append_metrics(session.run, {"step": step, "split": "eval", **_rounded(metrics)})
+    write_json(session.run.eval_json, metrics)
+    return metrics
+
+
+def save(session: Session, step: int, final_eval: dict[str, float] | None) -> None:
+    """Export the model to ``final/``, mark the run finished in run.json and point ``latest`` at it."""
+    from rmdata.model.export import save_reward_model
+
+    save_reward_model(session.built, session.run.final)
+    session.run_info["completed_steps"] = step
+    write_json(session.run.run_json, session.run_info)
+    point_latest(session.run)
 
 
 def _rounded(metrics: dict[str, float]) -> dict[str, float]:

@@ -21,46 +21,21 @@ continues beyond t along its tangent: finite everywhere, with a constant slope �
 (≈ 200 at b = 5) that keeps pushing the score back inside.
 
 All arithmetic is float32 whatever the scores' dtype (bf16 scores near ±b would lose the barrier).
+The knobs are the recipe's ``loss`` section, :class:`rmdata.config.LossConfig` (its fields, defaults and
+range checks are the only ones).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from rmdata.errors import RmdataError
+from rmdata.config import LossConfig
 
-LOSS_KINDS = ("ranking", "focal")
-PENALTIES = ("log_barrier", "l2", "none")
 BARRIER_EPS = 1e-3  # the barrier is exact up to |s| = b * (1 - BARRIER_EPS), linear beyond
-METRIC_SUMS = ("pairs", "correct", "chosen_sum", "rejected_sum", "margin_sum")
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """The loss knobs, mirroring the recipe's ``loss`` section."""
-
-    kind: str = "ranking"  # ranking | focal
-    focal_gamma: float = 2.0  # focal exponent γ; 0 makes focal equal ranking
-    penalty: str = "log_barrier"  # log_barrier | l2 | none
-    penalty_weight: float = 0.01  # λ per score (see module doc)
-    penalty_bound: float = 5.0  # b: the log barrier keeps scores inside (-b, b)
-    use_margin: bool = True  # subtract the pair's margin from Δ when the data has one
-
-    def __post_init__(self) -> None:
-        if self.kind not in LOSS_KINDS:
-            raise RmdataError(f"loss.kind must be one of {', '.join(LOSS_KINDS)}; got {self.kind!r}")
-        if self.penalty not in PENALTIES:
-            raise RmdataError(f"loss.penalty must be one of {', '.join(PENALTIES)}; got {self.penalty!r}")
-        if self.focal_gamma < 0:
-            raise RmdataError(f"loss.focal_gamma must be >= 0; got {self.focal_gamma}")
-        if self.penalty_weight < 0:
-            raise RmdataError(f"loss.penalty_weight must be >= 0; got {self.penalty_weight}")
-        if self.penalty_bound <= 0:
-            raise RmdataError(f"loss.penalty_bound must be > 0; got {self.penalty_bound}")
+METRIC_SUMS = ("pairs", "correct", "chosen_sum", "rejected_sum", "margin_sum")  # what reward_metric_sums adds
 
 
 def ranking_terms(delta: torch.Tensor) -> torch.Tensor:
@@ -83,7 +58,7 @@ def log_barrier(scores: torch.Tensor, bound: float) -> torch.Tensor:
     return exact + slope * (scores - inside)
 
 
-def penalty_terms(scores: torch.Tensor, spec: LossSpec) -> torch.Tensor:
+def penalty_terms(scores: torch.Tensor, spec: LossConfig) -> torch.Tensor:
     """Per-score penalty φ(s) ``[m]`` for ``spec.penalty`` (zeros for ``none``)."""
     if spec.penalty == "log_barrier":
         return log_barrier(scores, spec.penalty_bound)
@@ -97,7 +72,7 @@ def reward_loss(
     rejected: torch.Tensor,
     *,
     num_pairs: int | float,
-    spec: LossSpec,
+    spec: LossConfig,
     margin: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """This pack's share of the step loss: ``(Σ ranking + w·Σ φ) / num_pairs``, a float32 scalar.
@@ -139,6 +114,11 @@ def reward_metric_sums(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Te
             delta.sum(),
         ]
     )
+
+
+def zero_metric_sums(device: torch.device | str = "cpu") -> torch.Tensor:
+    """Float64 zeros, one per name in ``METRIC_SUMS``: the start of a step's (or a split's) running sums."""
+    return torch.zeros(len(METRIC_SUMS), dtype=torch.float64, device=device)
 
 
 def metric_means(sums: torch.Tensor | Sequence[float]) -> dict[str, float]:

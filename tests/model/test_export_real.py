@@ -20,7 +20,7 @@ from rmdata.model.convert import convert_gguf
 from rmdata.model.export import save_reward_model
 from rmdata.model.reward_model import build_reward_model, load_tokenizer
 from rmdata.tokens.batching import pack_sequences
-from rmdata.tokens.templates import resolve_reward_token
+from rmdata.tokens.reward_token import resolve_reward_token
 from tests.core_helpers import reference_scores
 
 GGUF = os.environ.get("RMDATA_SMOLLM2_GGUF", "")

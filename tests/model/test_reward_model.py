@@ -13,7 +13,7 @@ from rmdata.errors import RmdataError
 from rmdata.model.convert import convert_gguf
 from rmdata.model.reward_model import RewardModel, load_tokenizer
 from rmdata.tokens.batching import pack_sequences
-from rmdata.tokens.templates import RewardToken
+from rmdata.tokens.reward_token import RewardToken
 from tests.core_helpers import (
     LENGTHS,
     build_tiny,
@@ -141,7 +141,7 @@ def test_value_head_is_a_zero_float32_linear_and_scores_stay_float32() -> None:
     built = build_tiny("llama", dtype="bfloat16")
     model = built.model.eval()
     head = model.value_head
-    assert head.weight.shape == (1, 32) and head.bias is None
+    assert head.weight.shape == (1, 64) and head.bias is None
     assert head.weight.dtype == torch.float32 and not head.weight.any()
     assert model.trunk.get_input_embeddings().weight.dtype == torch.bfloat16
     randomize_head(model)

@@ -9,8 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from rmdata.data.drops import OVER_MAX_PACKED_LENGTH as OVER_BUDGET
 from rmdata.tokens.batching import pack_sequences
-from rmdata.tokens.packing import OVER_BUDGET, PackPlan, plan_packing, plan_pairs, plan_singles, rows_for_epoch
+from rmdata.tokens.packing import PackPlan, plan_packing, plan_pairs, plan_singles, rows_for_epoch
 
 
 def long_tailed_pairs(n: int, seed: int, scale: float = 5.5) -> tuple[np.ndarray, np.ndarray]:
@@ -27,7 +28,7 @@ def check_plan(plan: PackPlan, units: np.ndarray) -> None:
     seen = Counter(u for row in plan.rows for u in row.units)
     assert all(count == 1 for count in seen.values())
     assert set(seen) == set(np.flatnonzero(totals <= budget).tolist())
-    assert [d.index for d in plan.dropped] == np.flatnonzero(totals > budget).tolist()
+    assert list(plan.dropped_units) == np.flatnonzero(totals > budget).tolist()
     for row in plan.rows:
         assert 0 < row.num_tokens <= budget
         # a unit's sequences sit together and in order: the row is the concatenation of its units
@@ -46,7 +47,9 @@ def test_hand_example_best_fit_and_efficiency() -> None:
     assert [row.lengths for row in plan.rows] == [(4, 4, 1, 1), (3, 2)]
     assert plan.rows[0].cu_seqlens == (0, 4, 8, 9, 10) and plan.rows[0].reward_index == (3, 7, 8, 9)
     assert plan.efficiency == pytest.approx(0.75) and plan.real_tokens == 15 and plan.allocated_tokens == 20
-    assert [(d.index, d.lengths, d.reason) for d in plan.dropped] == [(3, (6, 6), OVER_BUDGET)]
+    (drop,) = plan.dropped
+    assert (drop.reason, drop.location, drop.row) == (OVER_BUDGET, "unit 3", {"unit": 3, "lengths": [6, 6]})
+    assert drop.message.startswith("12 tokens (6 + 6), over max_packed_length=10")
     assert plan.dropped_counts == {OVER_BUDGET: 1}
     assert plan.summary() == {
         "max_packed_length": 10,

@@ -13,16 +13,14 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rmdata.data.drops import IDENTICAL_AFTER_TRUNCATION, RESPONSE_TOO_LONG
 from rmdata.errors import RmdataError
 from rmdata.model.tiny import build_tiny_tokenizer
+from rmdata.tokens.reward_token import resolve_reward_token
 from rmdata.tokens.templates import (
-    IDENTICAL_AFTER_TRUNCATION,
-    RESPONSE_TOO_LONG,
     _Encoder,
     fit_to_length,
     render_conversation,
-    resolve_reward_token,
-    tokenize_corpus,
     tokenize_pairs,
 )
 
@@ -98,9 +96,10 @@ def test_response_that_cannot_fit_is_dropped_and_counted_at_the_exact_boundary(t
     out = tokenize_pairs(rows, tok, max_length=12, reward_token=reward)
     assert out.dropped == {RESPONSE_TOO_LONG: 1}
     assert len(out) == 1 and out.prompt_id == ["p2"] and out.chosen_id == ["c2"]
-    drop = out.dropped_rows[0]
-    assert drop.reason == RESPONSE_TOO_LONG and drop.source == "pairs.jsonl:1"
-    assert drop.row["chosen_id"] == "c1"
+    drop = out.drops[0]
+    assert drop.reason == RESPONSE_TOO_LONG and drop.location == "pairs.jsonl:1"
+    assert out.row_index == [1]  # the kept pair is the second input row
+    assert drop.row is not None and drop.row["chosen_id"] == "c1"
     assert "chosen has 12 tokens" in drop.message and "data.max_length=12" in drop.message
 
 
@@ -114,7 +113,7 @@ def test_pair_identical_after_rendering_is_dropped_with_a_custom_template(tok: A
     reward = resolve_reward_token(tok, "<|reward|>")
     out = tokenize_pairs(rows, tok, max_length=64, reward_token=reward, chat_template=template)
     assert out.dropped == {IDENTICAL_AFTER_TRUNCATION: 1}
-    assert out.dropped_rows[0].source == "pairs.jsonl:1" and out.prompt_id == ["p2"]
+    assert out.drops[0].location == "pairs.jsonl:1" and out.prompt_id == ["p2"]
     assert tok.decode(out.chosen[0]) == "[user] hi\n[assistant] good\n<|reward|>"
     prompt_text = render_conversation(tok, rows[1]["prompt"], chat_template=template, add_generation_prompt=True)
     assert prompt_text == "[user] hi\n[assistant] "
@@ -131,8 +130,8 @@ def test_pair_that_becomes_identical_after_truncation_is_dropped(tok: Any) -> No
     assert len(whole) == 2 and not whole.dropped
     cut = tokenize_pairs(rows, tok, max_length=5, reward_token=reward, chat_template=template)
     assert cut.dropped == {IDENTICAL_AFTER_TRUNCATION: 1} and cut.prompt_id == ["p2"]
-    drop = cut.dropped_rows[0]
-    assert drop.source == "pairs.jsonl:1" and drop.row["chosen"] == "ab"
+    drop = cut.drops[0]
+    assert drop.location == "pairs.jsonl:1" and drop.row is not None and drop.row["chosen"] == "ab"
     assert "data.max_length=5" in drop.message
 
 
@@ -236,34 +235,9 @@ def test_polars_input_and_margin(tok: Any) -> None:
     assert from_frame.rejected_id == ["r1", "r2"]
 
 
-def test_tokenize_corpus_keeps_response_ids_and_counts_drops(tok: Any) -> None:
-    rows = [
-        {
-            "prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}],
-            "response": "ok",
-            "prompt_id": "p1",
-            "response_id": "x1",
-            "source": "c.jsonl:1",
-        },
-        {
-            "prompt": [{"role": "user", "content": "q"}],
-            "response": "y" * 50,
-            "prompt_id": "p2",
-            "response_id": "x2",
-            "source": "c.jsonl:2",
-        },
-    ]
-    out = tokenize_corpus(rows, tok, max_length=40, reward_token=resolve_reward_token(tok, "<|reward|>"))
-    assert out.response_id == ["x1"] and out.dropped == {RESPONSE_TOO_LONG: 1}
-    assert out.dropped_rows[0].source == "c.jsonl:2"
-    assert "response has 52 tokens" in out.dropped_rows[0].message
-    assert tok.decode(out.sequences[0]).endswith("<|im_start|>assistant\nok<|im_end|>\n<|reward|>")
-    assert out.sequences.lengths.tolist() == [len(out.sequences[0])] and out.sequences[0][-1] == REWARD_ID
-
-
 def test_max_length_too_small_is_an_error(tok: Any) -> None:
     with pytest.raises(RmdataError, match="data.max_length=1"):
-        tokenize_corpus([], tok, max_length=1, reward_token=resolve_reward_token(tok))
+        tokenize_pairs([], tok, max_length=1, reward_token=resolve_reward_token(tok))
 
 
 def test_fast_batch_encode_is_used_only_when_it_matches_the_tokenizer(tok: Any) -> None:

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from rmdata.config import LossConfig
 from rmdata.errors import RmdataError
 from rmdata.train.losses import (
     METRIC_SUMS,
-    LossSpec,
     focal_terms,
     log_barrier,
     metric_means,
@@ -20,7 +20,8 @@ from rmdata.train.losses import (
 )
 
 LN3 = math.log(3.0)
-NO_PENALTY = LossSpec(penalty="none")
+RANKING = LossConfig(kind="ranking")  # the recipe default is focal; these hand numbers are for ranking
+NO_PENALTY = LossConfig(kind="ranking", penalty="none")
 
 
 def t(*values: float) -> torch.Tensor:
@@ -59,9 +60,9 @@ def test_full_loss_by_hand() -> None:
     Loss = (0.980829 − 0.128260) / 2 = 0.426285.
     With l2 instead: penalty 0.01 · ln²3 = 0.012069, loss (0.980829 + 0.012069) / 2 = 0.496449."""
     chosen, rejected = torch.tensor([LN3, 0.0]), torch.tensor([0.0, 0.0])
-    loss = reward_loss(chosen, rejected, num_pairs=2, spec=LossSpec(kind="ranking"))
+    loss = reward_loss(chosen, rejected, num_pairs=2, spec=RANKING)
     assert loss.item() == pytest.approx(0.426285, abs=1e-5)
-    l2 = reward_loss(chosen, rejected, num_pairs=2, spec=LossSpec(penalty="l2"))
+    l2 = reward_loss(chosen, rejected, num_pairs=2, spec=LossConfig(kind="ranking", penalty="l2"))
     assert l2.item() == pytest.approx(0.496449, abs=1e-5)
     none = reward_loss(chosen, rejected, num_pairs=2, spec=NO_PENALTY)
     assert none.item() == pytest.approx(0.980829 / 2, abs=1e-6)
@@ -74,14 +75,14 @@ def test_margin_enters_the_ranking_term() -> None:
     margin = torch.tensor([1.0, float("nan")])
     loss = reward_loss(chosen, rejected, num_pairs=1, spec=NO_PENALTY, margin=margin)
     assert loss.item() == pytest.approx(0.693147 + 0.313262, abs=1e-5)
-    off = LossSpec(penalty="none", use_margin=False)
+    off = LossConfig(kind="ranking", penalty="none", use_margin=False)
     assert reward_loss(chosen, rejected, num_pairs=1, spec=off, margin=margin).item() == pytest.approx(
         2 * 0.313262, abs=1e-5
     )
 
 
-@pytest.mark.parametrize("spec", [LossSpec(), LossSpec(kind="focal"), LossSpec(kind="focal", penalty="l2")])
-def test_split_packs_sum_to_the_whole(spec: LossSpec) -> None:
+@pytest.mark.parametrize("spec", [RANKING, LossConfig(kind="focal"), LossConfig(kind="focal", penalty="l2")])
+def test_split_packs_sum_to_the_whole(spec: LossConfig) -> None:
     """Normalizing by the step's pair count (not per pack): 6 pairs as one pack, or as packs of 2 and 4,
     give the same loss and the same gradients."""
     gen = torch.Generator().manual_seed(0)
@@ -97,8 +98,11 @@ def test_split_packs_sum_to_the_whole(spec: LossSpec) -> None:
     assert parts.item() == pytest.approx(whole.item(), abs=1e-6)
     for a, b in zip(grads_whole, grads_parts, strict=True):
         assert torch.allclose(a, b, atol=1e-7)
-    per_pack_mean = (whole * 6 / 2 + whole * 6 / 4) / 2  # what averaging per pack would have weighed
-    assert per_pack_mean.item() != pytest.approx(whole.item())
+    per_pack_mean = (
+        reward_loss(chosen[:2], rejected[:2], num_pairs=2, spec=spec, margin=margin[:2])
+        + reward_loss(chosen[2:], rejected[2:], num_pairs=4, spec=spec, margin=margin[2:])
+    ) / 2
+    assert per_pack_mean.item() != pytest.approx(whole.item(), abs=1e-4)  # averaging per pack would differ
 
 
 def test_ranking_gradient_by_hand() -> None:
@@ -117,7 +121,7 @@ def test_focal_gradient_includes_weight() -> None:
     dL/dΔ = −[dw/dΔ·log σ + w·(1 − σ)] = −[(−0.375)(−0.287682) + 0.25·0.25] = −0.170381.
     (A detached weight would give −w·(1 − σ) = −0.0625.)"""
     chosen, rejected = t(LN3), t(0.0)
-    reward_loss(chosen, rejected, num_pairs=1, spec=LossSpec(kind="focal", penalty="none")).backward()
+    reward_loss(chosen, rejected, num_pairs=1, spec=LossConfig(kind="focal", penalty="none")).backward()
     assert chosen.grad is not None
     assert chosen.grad.item() == pytest.approx(-0.170381, abs=1e-5)
 
@@ -126,7 +130,7 @@ def test_barrier_gradient_by_hand() -> None:
     """φ'(s) = 1/(b − s) − 1/(s + b); at s = 3, b = 5: 1/2 − 1/8 = 0.375. With w = 0.01, num_pairs 1 and
     rejected = chosen (Δ = 0, ranking gradient ∓½ on each): ∂L/∂s_chosen = −0.5 + 0.01·0.375 = −0.49625."""
     chosen, rejected = t(3.0), t(3.0)
-    reward_loss(chosen, rejected, num_pairs=1, spec=LossSpec()).backward()
+    reward_loss(chosen, rejected, num_pairs=1, spec=RANKING).backward()
     assert chosen.grad is not None and rejected.grad is not None
     assert chosen.grad.item() == pytest.approx(-0.49625, abs=1e-5)
     assert rejected.grad.item() == pytest.approx(0.50375, abs=1e-5)
@@ -154,13 +158,13 @@ def test_barrier_outside_the_bound_is_finite_and_pushes_inward() -> None:
 def test_low_precision_scores_give_a_float32_loss() -> None:
     chosen = torch.tensor([1.0, 2.0], dtype=torch.bfloat16)
     rejected = torch.tensor([0.0, 0.5], dtype=torch.bfloat16)
-    loss = reward_loss(chosen, rejected, num_pairs=2, spec=LossSpec(kind="focal"))
+    loss = reward_loss(chosen, rejected, num_pairs=2, spec=LossConfig(kind="focal"))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
 def test_empty_pack_contributes_zero() -> None:
     chosen, rejected = torch.zeros(0, requires_grad=True), torch.zeros(0, requires_grad=True)
-    loss = reward_loss(chosen, rejected, num_pairs=8, spec=LossSpec())
+    loss = reward_loss(chosen, rejected, num_pairs=8, spec=LossConfig())
     loss.backward()
     assert loss.item() == 0.0
 
@@ -170,7 +174,13 @@ def test_metric_sums_and_means() -> None:
     correct = 1 of 3; chosen sum 3, rejected sum 3, Δ sum 0. A second pack chosen (4), rejected (2) adds
     1 pair, 1 correct, 4, 2, 2: accuracy 2/4, chosen mean 7/4, rejected mean 5/4, margin mean 2/4."""
     first = reward_metric_sums(torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 3.0]))
-    assert first.tolist() == [3.0, 1.0, 3.0, 3.0, 0.0] and len(METRIC_SUMS) == 5
+    assert dict(zip(METRIC_SUMS, first.tolist(), strict=True)) == {
+        "pairs": 3.0,
+        "correct": 1.0,
+        "chosen_sum": 3.0,
+        "rejected_sum": 3.0,
+        "margin_sum": 0.0,
+    }
     total = first + reward_metric_sums(torch.tensor([4.0]), torch.tensor([2.0]))
     assert metric_means(total) == {
         "pairs": 4.0,
@@ -183,14 +193,14 @@ def test_metric_sums_and_means() -> None:
     assert empty["pairs"] == 0.0 and math.isnan(empty["accuracy"])
 
 
-def test_loss_spec_validation() -> None:
-    with pytest.raises(RmdataError, match="loss.kind must be one of ranking, focal; got 'hinge'"):
-        LossSpec(kind="hinge")
-    with pytest.raises(RmdataError, match="loss.penalty must be one of"):
-        LossSpec(penalty="L2")
-    with pytest.raises(RmdataError, match="loss.penalty_bound"):
-        LossSpec(penalty_bound=0.0)
-    with pytest.raises(RmdataError, match="loss.focal_gamma"):
-        LossSpec(focal_gamma=-1.0)
+def test_loss_config_is_the_one_place_the_loss_knobs_are_checked() -> None:
+    with pytest.raises(RmdataError, match="loss.kind must be 'ranking' | 'focal'; got 'hinge'"):
+        LossConfig(kind="hinge")  # type: ignore[arg-type]
+    with pytest.raises(RmdataError, match="loss.penalty must be"):
+        LossConfig(penalty="L2")  # type: ignore[arg-type]
+    with pytest.raises(RmdataError, match=r"loss.penalty_bound=0.0 is out of range: it must be > 0"):
+        LossConfig(penalty_bound=0.0)
+    with pytest.raises(RmdataError, match=r"loss.focal_gamma=-1.0 is out of range: it must be >= 0"):
+        LossConfig(focal_gamma=-1.0)
     with pytest.raises(ValueError, match="num_pairs"):
-        reward_loss(torch.zeros(1), torch.zeros(1), num_pairs=0, spec=LossSpec())
+        reward_loss(torch.zeros(1), torch.zeros(1), num_pairs=0, spec=LossConfig())

@@ -29,8 +29,8 @@ def test_recipe_trains_on_a_tiny_stand_in(tmp_path: Path, path: Path) -> None:
         [
             f"model.name_or_path={stand_in}",
             f"model.tiny.arch={ARCH.get(path.stem, 'llama')}",
-            "model.tiny.hidden_size=32",
-            "model.tiny.intermediate_size=64",
+            "model.tiny.hidden_size=64",  # multiples of 64: QLoRA refuses other widths
+            "model.tiny.intermediate_size=128",
             "model.reward_token=<|reward|>",
             "model.reward_token_id=null",
             f"data.train={data}",
