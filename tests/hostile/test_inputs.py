@@ -199,8 +199,17 @@ def test_detection_failure_shows_the_closest_formats_errors(tmp_path: Path, monk
 def test_an_empty_input_path_reads_nothing(value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "stray.jsonl").write_bytes(pair_lines(3))  # would be read if "" meant "the working directory"
     result = run_cli(["train", "--set", f"data.train={value}", "-o", str(tmp_path / "run")], monkeypatch, tmp_path)
-    assert result.code == 2 and result.error_lines == 1 and "an input path is empty" in result.err, result.err
+    assert result.code == 2 and result.error_lines == 1 and "data.train[0] is an empty path" in result.err, result.err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_data_layer_refuses_an_empty_path_too() -> None:
+    """Callers other than recipes (score, eval, inspect) reach the data layer's own check."""
+    from rmdata.data.inputs import resolve_input
+    from rmdata.errors import RmdataError
+
+    with pytest.raises(RmdataError, match="an input path is empty"):
+        resolve_input(" ")
 
 
 def test_unexpected_errors_while_reading_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
