@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -78,8 +79,7 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
         for name in (DATA_DIR, "manifest.json", "README.md", "rejects.jsonl"):
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
-    write_marker(out, "scores", model=model.fingerprint)
+    _create_marked(out, model.fingerprint)
     if drops:
         write_jsonl(out / "rejects.jsonl", (d.to_json() for d in drops))
     expected = -(-report.valid_rows // cfg.shard_rows)
@@ -128,6 +128,21 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
         layout=layout,
         manifest=manifest.data,
     )
+
+
+def _create_marked(out: Path, fingerprint: str) -> None:
+    """Make ``out`` (marker and ``data/``) appear at once: built beside it and renamed, so a kill never leaves
+    an unmarked directory that a re-run would refuse to touch."""
+    if read_marker(out) is not None:
+        (out / DATA_DIR).mkdir(exist_ok=True)
+        return
+    tmp = out.parent / f".{out.name}.new-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / DATA_DIR).mkdir(parents=True)
+    write_marker(tmp, "scores", model=fingerprint)
+    if out.exists():
+        out.rmdir()  # check_replaceable let it through: it is empty
+    os.rename(tmp, out)
 
 
 def _score_block(
