@@ -296,3 +296,7 @@ def _print_eval(result: dict[str, object]) -> None:
         typer.echo(f"RewardBench: overall {bench['overall']:.4f} ({sections})")
         for subset, value in bench["subsets"].items():
             typer.echo(f"  {subset}: {value:.4f}")
+    bench2 = result.get("rewardbench2")
+    if isinstance(bench2, dict):
+        subsets = ", ".join(f"{k} {v:.4f}" for k, v in bench2["subsets"].items())
+        typer.echo(f"RewardBench 2: overall {bench2['overall']:.4f} ({subsets})")

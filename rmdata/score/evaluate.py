@@ -173,6 +173,14 @@ def evaluate(
 
     if on_error not in ("fail", "skip"):
         raise RmdataError(f"--on-error {on_error!r}: use fail or skip")
+    from rmdata.score import bestofn
+
+    if bestofn.looks_like_rewardbench2(paths):
+        if by is not None:
+            raise RmdataError(f"--by {by}: RewardBench 2 data is reported per subset already; drop --by")
+        return _evaluate_rewardbench2(
+            paths, model_dir, on_error, max_length, batch_tokens, device, dtype, trust_remote_code, show_progress
+        )
     report = scan(list(paths), on_error=on_error)  # type: ignore[arg-type]
     if report.kind != "pairs":
         raise RmdataError(
@@ -209,4 +217,45 @@ def evaluate(
     subsets = [str(s) for s in scores.columns.get("subset", [])]
     if "subset" in keep and is_rewardbench(subsets):
         result["rewardbench"] = rewardbench_scores(subsets, scores.chosen, scores.rejected)
+    return result
+
+
+def _evaluate_rewardbench2(
+    paths: Sequence[str],
+    model_dir: str,
+    on_error: str,
+    max_length: int | None,
+    batch_tokens: int,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """RewardBench 2 rows: the pair metrics over every (chosen, rejected) combination, and the RB2 scores."""
+    from rmdata.model.loading import load_scoring_model
+    from rmdata.score import bestofn
+    from rmdata.score.engine import resolve_layout
+    from rmdata.score.rewardbench import rewardbench2_scores
+
+    data = bestofn.read_rows(paths, on_error)
+    model = load_scoring_model(model_dir, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    layout = resolve_layout("auto", model.device)
+    scores = bestofn.score_rows(
+        model,
+        data.rows,
+        data.locations,
+        max_length=max_length or model.context_length,
+        batch_tokens=batch_tokens,
+        layout=layout,
+        show_progress=show_progress,
+    )
+    result: dict[str, Any] = pair_metrics(*bestofn.flattened_pairs(data.rows, scores))
+    result.update(invalid=len(data.invalid), model=str(model.path), fingerprint=model.fingerprint,
+                  rule=model.rule, layout=layout)  # fmt: skip
+    result["rewardbench2"] = rewardbench2_scores(
+        [str(r["subset"]) for r in data.rows],
+        [str(r["id"]) for r in data.rows],
+        [int(r["num_correct"]) for r in data.rows],
+        [s.tolist() for s in scores],
+    )
     return result
