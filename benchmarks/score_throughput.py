@@ -3,7 +3,7 @@
     python benchmarks/score_throughput.py                  # synthetic long-tail lengths, a few minutes on 2 cores
     python benchmarks/score_throughput.py --data FILE      # real texts (any corpus or pairs file rmdata reads)
 
-One from-config Llama reward model (``--hidden-size`` ... flags; default ~34M parameters, 17.5M outside the
+One from-config Llama reward model (``--hidden-size`` ... flags; default ~22M parameters, 9.7M outside the
 embedding) is saved once and scored four ways, one after the other in this process, on the same sequences:
 
 - ``rmdata_packed`` / ``rmdata_padded``: ``rmdata.score.engine.score_sequences`` on the model as ``rmdata score``
@@ -54,14 +54,14 @@ TEMPLATE_OVERHEAD = 22  # tokens the tiny ChatML template adds around one prompt
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", help="score the texts of this corpus or pairs file instead of synthetic lengths")
-    p.add_argument("--sequences", type=int, default=96, help="sequences scored by each method")
+    p.add_argument("--sequences", type=int, default=64, help="sequences scored by each method")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--batch-tokens", type=int, default=8192)
-    p.add_argument("--hidden-size", type=int, default=512)
+    p.add_argument("--hidden-size", type=int, default=384)
     p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--kv-heads", type=int, default=4)
-    p.add_argument("--intermediate-size", type=int, default=1376)
+    p.add_argument("--heads", type=int, default=6)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--intermediate-size", type=int, default=1024)
     p.add_argument("--vocab-size", type=int, default=32000)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared machine)")
     p.add_argument("--skip-batch1", action="store_true", help="leave out the slow batch-size-1 baseline")

@@ -31,9 +31,11 @@ from rmdata.tokens.batching import pack_sequences
 from rmdata.tokens.packing import plan_singles
 
 LAYOUTS = ("packed", "padded")
-# benchmarks/RESULTS.md, score_throughput: on CPU length-sorted padded batches beat packed rows (one
-# attention kernel per layer instead of one per sequence); on CUDA packed rows avoid all padding.
-DEFAULT_LAYOUT = {"cpu": "padded", "cuda": "packed"}
+# Measured on CPU (benchmarks/RESULTS.md, score_throughput, 2026-12-01): packed 932 vs padded 732 real
+# tokens per CPU-second (1.27x): padded batches computed 24% padding. CUDA was not measured (no GPU in that
+# session); packed rows are the default there too (no padding; one flash-attn varlen kernel per layer when
+# flash-attn is installed).
+DEFAULT_LAYOUT = {"cpu": "packed", "cuda": "packed"}
 
 Progress = Callable[[int, int], None]  # (sequences, tokens) just scored
 

@@ -60,15 +60,16 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
     """Run one scoring job per ``cfg``; see the module docstring for the order of effects."""
     model = load_scoring_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     drops: list[Drop] = []
-    on_error = cfg.on_error if cfg.on_error in ("fail", "skip") else "?"
-    if on_error == "?":
+    if cfg.on_error not in ("fail", "skip"):
         raise RmdataError(f"--on-error {cfg.on_error!r}: use fail or skip")
-    report = scan(cfg.inputs, on_error=on_error, on_drop=drops.append)  # type: ignore[arg-type]
+    report = scan(cfg.inputs, on_error=cfg.on_error, on_drop=drops.append)  # type: ignore[arg-type]
     if report.kind != "corpus":
         raise RmdataError(
             f"{', '.join(cfg.inputs)} holds preference pairs; `rmdata score` scores single responses: evaluate "
             "pairs with `rmdata eval`, or give prompt/response rows"
         )
+    if report.valid_rows == 0:
+        raise RmdataError(f"{', '.join(cfg.inputs)}: none of the {report.records} records is valid; nothing to score")
     layout = resolve_layout(cfg.layout, model.device)
     max_length = cfg.max_length or model.context_length
     out = Path(cfg.output)
@@ -107,14 +108,13 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
                 totals[key] += entry[key]
     manifest.data.update(totals=totals, resumed_rows=resumed, complete=True)
     manifest.save()
-    if not columns:
+    if not columns:  # every shard was resumed
         import polars as pl
 
-        columns = pl.scan_parquet(out / DATA_DIR / "*.parquet").collect_schema().names() if expected else []
-    if expected:
-        write_card(out, manifest.data, columns)
-        if cfg.save_to_disk:
-            save_arrow_copy(out, Path(cfg.save_to_disk))
+        columns = pl.scan_parquet(out / DATA_DIR / "*.parquet").collect_schema().names()
+    write_card(out, manifest.data, columns)
+    if cfg.save_to_disk:
+        save_arrow_copy(out, Path(cfg.save_to_disk))
     return ScoreResult(
         output=out,
         rows=totals["rows"],

@@ -107,3 +107,21 @@ def test_padded_plan_respects_the_token_budget() -> None:
     for batch in batches:
         assert len(batch.members) * max(lengths[list(batch.members)]) <= 64
     assert [lengths[b.members[0]] for b in batches] == sorted((lengths[b.members[0]] for b in batches), reverse=True)
+
+
+def test_rmdata_export_scores_like_the_model_that_trained(tmp_path: Path) -> None:
+    from rmdata.model.export import save_reward_model
+    from rmdata.tokens.batching import pack_sequences
+    from tests.core_helpers import build_tiny
+
+    built = build_tiny(seed=3)
+    with torch.no_grad():
+        built.model.value_head.weight.normal_(0, 1)
+    save_reward_model(built, tmp_path / "export")
+    model = load_scoring_model(tmp_path / "export", device="cpu")
+    assert model.kind == "rmdata export" and model.reward_token_id == built.reward_token.id
+    seqs = _encode(model, corpus_rows(8))
+    ours = score_sequences(model, seqs.tokens, batch_tokens=512, layout="padded")
+    with torch.no_grad():
+        trained = built.model.eval()(pack_sequences(seqs.tokens)).numpy()
+    assert np.abs(ours - trained).max() < 1e-5
