@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", help="score the texts of this corpus or pairs file instead of synthetic lengths")
     p.add_argument("--sequences", type=int, default=64, help="sequences scored by each method")
     p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--batch-tokens", type=int, default=8192)
+    p.add_argument("--batch-tokens", type=int, help="tokens per rmdata forward (default: rmdata's for the device)")
     p.add_argument("--hidden-size", type=int, default=384)
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--heads", type=int, default=6)
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     from rmdata.model.loading import load_scoring_model
-    from rmdata.score.engine import DEFAULT_LAYOUT, plan_batches, score_sequences
+    from rmdata.score.engine import DEFAULT_LAYOUT, plan_batches, resolve_batch_tokens, score_sequences
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seqs = synthetic_sequences(args.sequences, args.max_length, args.vocab_size, args.seed)
         source = "synthetic: log-normal fit to alpaca_eval_gpt4_prefs (benchmarks/_lengths.py)"
     lengths = np.array([len(s) for s in seqs])
+    args.batch_tokens = resolve_batch_tokens(args.batch_tokens, torch.device("cpu"))
     with tempfile.TemporaryDirectory(prefix="rmdata-bench-") as tmp:
         directory = build_model(args, Path(tmp) / "rm")
         ours = load_scoring_model(directory, device="cpu", dtype="float32")

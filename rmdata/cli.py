@@ -173,7 +173,9 @@ def score(
     max_length: Annotated[
         int | None, typer.Option("--max-length", show_default=False, help=SCORE_HELP["max_length"])
     ] = None,
-    batch_tokens: Annotated[int, typer.Option("--batch-tokens", help=SCORE_HELP["batch_tokens"])] = _SCORE.batch_tokens,
+    batch_tokens: Annotated[
+        int | None, typer.Option("--batch-tokens", show_default=False, help=SCORE_HELP["batch_tokens"])
+    ] = _SCORE.batch_tokens,
     device: Annotated[str, typer.Option("--device", help=SCORE_HELP["device"])] = _SCORE.device,
     dtype: Annotated[str, typer.Option("--dtype", help=SCORE_HELP["dtype"])] = _SCORE.dtype,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help=SCORE_HELP["resume"])] = _SCORE.resume,
@@ -235,7 +237,9 @@ def eval_pairs(
     max_length: Annotated[
         int | None, typer.Option("--max-length", show_default=False, help=SCORE_HELP["max_length"])
     ] = None,
-    batch_tokens: Annotated[int, typer.Option("--batch-tokens", help=SCORE_HELP["batch_tokens"])] = _SCORE.batch_tokens,
+    batch_tokens: Annotated[
+        int | None, typer.Option("--batch-tokens", show_default=False, help=SCORE_HELP["batch_tokens"])
+    ] = _SCORE.batch_tokens,
     device: Annotated[str, typer.Option("--device", help=SCORE_HELP["device"])] = _SCORE.device,
     dtype: Annotated[str, typer.Option("--dtype", help=SCORE_HELP["dtype"])] = _SCORE.dtype,
     trust_remote_code: Annotated[

@@ -37,7 +37,9 @@ class ScoreConfig:
         "Longest sequence in tokens (default: the model's context); longer rows "
         "lose tokens from the left and are flagged truncated.",
     )
-    batch_tokens: int = _opt(16384, "Tokens per forward pass (packed row, or rows x longest for padded batches).")
+    batch_tokens: int | None = _opt(
+        None, "Tokens per forward pass (default: 1024 on CPU, 16384 on CUDA); a longer row gets one of its own."
+    )
     device: str = _opt("auto", "auto (CUDA when available), cpu or cuda.")
     dtype: str = _opt("auto", "auto (bfloat16 on CUDA, float32 on CPU), float32 or bfloat16.")
     resume: bool = _opt(

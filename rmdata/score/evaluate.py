@@ -158,7 +158,7 @@ def evaluate(
     by: str | None = None,
     on_error: str = "fail",
     max_length: int | None = None,
-    batch_tokens: int = 16384,
+    batch_tokens: int | None = None,
     device: str = "auto",
     dtype: str = "auto",
     trust_remote_code: bool = False,
@@ -168,7 +168,7 @@ def evaluate(
     from rmdata.data.stream import scan, stream
     from rmdata.errors import RmdataError
     from rmdata.model.loading import load_scoring_model
-    from rmdata.score.engine import resolve_layout
+    from rmdata.score.engine import resolve_batch_tokens, resolve_layout
     from rmdata.score.rewardbench import is_rewardbench, rewardbench_scores
 
     if on_error not in ("fail", "skip"):
@@ -198,7 +198,7 @@ def evaluate(
         stream(report, batch_rows=SHARD_ROWS),
         total=report.valid_rows,
         max_length=max_length or model.context_length,
-        batch_tokens=batch_tokens,
+        batch_tokens=resolve_batch_tokens(batch_tokens, model.device),
         layout=layout,
         keep=keep,
         show_progress=show_progress,
@@ -225,7 +225,7 @@ def _evaluate_rewardbench2(
     model_dir: str,
     on_error: str,
     max_length: int | None,
-    batch_tokens: int,
+    batch_tokens: int | None,
     device: str,
     dtype: str,
     trust_remote_code: bool,
@@ -234,7 +234,7 @@ def _evaluate_rewardbench2(
     """RewardBench 2 rows: the pair metrics over every (chosen, rejected) combination, and the RB2 scores."""
     from rmdata.model.loading import load_scoring_model
     from rmdata.score import bestofn
-    from rmdata.score.engine import resolve_layout
+    from rmdata.score.engine import resolve_batch_tokens, resolve_layout
     from rmdata.score.rewardbench import rewardbench2_scores
 
     data = bestofn.read_rows(paths, on_error)
@@ -245,7 +245,7 @@ def _evaluate_rewardbench2(
         data.rows,
         data.locations,
         max_length=max_length or model.context_length,
-        batch_tokens=batch_tokens,
+        batch_tokens=resolve_batch_tokens(batch_tokens, model.device),
         layout=layout,
         show_progress=show_progress,
     )

@@ -27,7 +27,7 @@ from rmdata.io import write_jsonl
 from rmdata.model.loading import ScoringModel, load_scoring_model
 from rmdata.score.config import ScoreConfig
 from rmdata.score.dedup import unique_rows
-from rmdata.score.engine import resolve_layout, score_sequences
+from rmdata.score.engine import resolve_batch_tokens, resolve_layout, score_sequences
 from rmdata.score.output import scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
 from rmdata.score.sequences import conversation_columns, encode_conversations
@@ -72,9 +72,10 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
         raise RmdataError(f"{', '.join(cfg.inputs)}: none of the {report.records} records is valid; nothing to score")
     layout = resolve_layout(cfg.layout, model.device)
     max_length = cfg.max_length or model.context_length
+    batch_tokens = resolve_batch_tokens(cfg.batch_tokens, model.device)
     out = Path(cfg.output)
     check_replaceable(out, ["scores"], flag="--no-resume")
-    identity = _identity(cfg, model, report, layout, max_length, command)
+    identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
     manifest = Manifest.open(out, identity, resume=cfg.resume and read_marker(out) is not None)
     if not cfg.resume and out.exists():
         for name in (DATA_DIR, "manifest.json", "README.md", "rejects.jsonl"):
@@ -96,7 +97,7 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
             digest = content_digest(ids)
             entry = manifest.committed(index, digest)
             if entry is None:
-                entry, arrays = _score_block(model, block, ids, max_length, cfg.batch_tokens, layout, progress)
+                entry, arrays = _score_block(model, block, ids, max_length, batch_tokens, layout, progress)
                 frame = scored_frame(block, *arrays, model.fingerprint)
                 manifest.commit(index, frame, {"digest": digest, **entry})
                 scored_now += entry["scored"]
@@ -175,11 +176,17 @@ def _score_block(
 
 
 def _identity(
-    cfg: ScoreConfig, model: ScoringModel, report: ScanReport, layout: str, max_length: int, command: str
+    cfg: ScoreConfig,
+    model: ScoringModel,
+    report: ScanReport,
+    layout: str,
+    max_length: int,
+    batch_tokens: int,
+    command: str,
 ) -> dict[str, Any]:
     settings = {
         "max_length": max_length,
-        "batch_tokens": cfg.batch_tokens,
+        "batch_tokens": batch_tokens,
         "shard_rows": cfg.shard_rows,
         "layout": layout,
         "on_error": cfg.on_error,
