@@ -1,0 +1,131 @@
+"""Writing curation results: the texts joined back to the decisions, streamed into Parquet shards.
+
+The decision frames hold only ids and numbers; here they are joined to the score table on ``_row`` (the
+row's position in the scanned inputs) and streamed to ``DIR/data/train-NNNNN.parquet`` with polars'
+streaming engine, so the texts never sit in memory all at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rmdata.curate.ranking import REASON
+from rmdata.curate.source import ROW, ScoreTable
+from rmdata.dataset_dir import DATA_DIR
+from rmdata.errors import RmdataError
+from rmdata.io import atomic_path, write_text_atomic
+
+ROWS_PER_SHARD = 1_000_000
+CORE = ("prompt", "response", "prompt_id", "response_id", "reward")
+REJECT_SUFFIXES = {".parquet": "parquet", ".jsonl": "ndjson", ".ndjson": "ndjson"}
+
+
+def carried(table: ScoreTable) -> list[str]:
+    """Columns of the score table other than the core ones, in table order (written through unchanged)."""
+    return [c for c in table.schema if c not in CORE]
+
+
+def _assistant(text: str) -> pl.Expr:
+    return pl.concat_list(pl.struct(pl.lit("assistant").alias("role"), pl.col(text).alias("content")))
+
+
+def _sink(frame: pl.LazyFrame, directory: Path) -> list[dict[str, Any]]:
+    """Stream ``frame`` into ``directory/data/train-NNNNN.parquet``; returns ``[{path, rows}]``."""
+    data = directory / DATA_DIR
+    data.mkdir(parents=True, exist_ok=True)
+    frame.sink_parquet(
+        pl.PartitionBy(
+            data,
+            file_path_provider=lambda args: f"train-{args.index_in_partition:05d}.parquet",
+            max_rows_per_file=ROWS_PER_SHARD,
+            approximate_bytes_per_file=None,
+        ),
+        engine="streaming",
+    )
+    shards = sorted(data.glob("*.parquet"))
+    return [
+        {"path": f"{DATA_DIR}/{p.name}", "rows": pl.scan_parquet(p).select(pl.len()).collect().item()} for p in shards
+    ]
+
+
+def write_sft(table: ScoreTable, kept: pl.DataFrame, directory: Path) -> list[dict[str, Any]]:
+    """SFT rows: ``messages`` (prompt turns + the response as the assistant turn), ids, reward, score, rank,
+    then the carried columns; in input order."""
+    decisions = kept.select(ROW, "score", "rank").lazy()
+    messages = pl.concat_list(pl.col("prompt"), _assistant("response")).alias("messages")
+    frame = (
+        table.scan()
+        .join(decisions, on=ROW, how="inner", maintain_order="left")
+        .select(messages, "prompt_id", "response_id", "reward", "score", "rank", *carried(table))
+    )
+    return _sink(frame, directory)
+
+
+def write_dpo(table: ScoreTable, pairs: pl.DataFrame, directory: Path) -> list[dict[str, Any]]:
+    """TRL conversational preference rows: ``prompt``, ``chosen``, ``rejected`` (one assistant message each),
+    rewards, scores, margin, ids, then the carried columns of each side as ``chosen_<c>`` / ``rejected_<c>``."""
+    extra = carried(table)
+    side = {
+        prefix: table.scan().select(
+            pl.col(ROW).alias(f"{prefix}_row"),
+            *([pl.col("prompt")] if prefix == "chosen" else []),
+            pl.col("response").alias(f"_{prefix}_text"),
+            pl.col("reward").alias(f"{prefix}_reward"),
+            *(pl.col(c).alias(f"{prefix}_{c}") for c in extra),
+        )
+        for prefix in ("chosen", "rejected")
+    }
+    frame = (
+        pairs.select("prompt_id", "chosen_row", "rejected_row", "chosen_id", "rejected_id", "chosen_score",
+                     "rejected_score", "margin").lazy()
+        .join(side["chosen"], on="chosen_row", how="inner", maintain_order="left")
+        .join(side["rejected"], on="rejected_row", how="inner", maintain_order="left")
+        .select(
+            "prompt", _assistant("_chosen_text").alias("chosen"), _assistant("_rejected_text").alias("rejected"),
+            "chosen_reward", "rejected_reward", "margin", "prompt_id", "chosen_id", "rejected_id",
+            "chosen_score", "rejected_score", *(f"{p}_{c}" for c in extra for p in ("chosen", "rejected")),
+        )
+    )  # fmt: skip
+    return _sink(frame, directory)
+
+
+def check_rejects_path(path: Path, output: Path) -> None:
+    """The rejects file must be .parquet, .jsonl or .ndjson, and outside the output directory."""
+    if path.suffix not in REJECT_SUFFIXES:
+        raise RmdataError(f"--rejects {path}: name a .parquet, .jsonl or .ndjson file")
+    if path.resolve().is_relative_to(output.resolve()):
+        raise RmdataError(f"--rejects {path} is inside --output {output}, which is replaced whole; put it elsewhere")
+
+
+def write_rejects(table: ScoreTable, dropped: pl.DataFrame, path: Path) -> int:
+    """Dropped rows of the score table with ``reason`` (and ``score``/``rank`` when they were ranked), written
+    atomically as Parquet or JSON lines by the file's extension; returns how many rows."""
+    columns = [c for c in (REASON, "score", "rank") if c in dropped.columns]
+    frame = (
+        table.scan()
+        .join(dropped.select(ROW, *columns).lazy(), on=ROW, how="inner", maintain_order="left")
+        .select(REASON, *table.schema, *[c for c in columns if c != REASON])
+    )
+    with atomic_path(path) as tmp:
+        if REJECT_SUFFIXES[path.suffix] == "parquet":
+            frame.sink_parquet(tmp, engine="streaming")
+        else:
+            frame.sink_ndjson(tmp, engine="streaming")
+    return dropped.height
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    write_text_atomic(directory / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def display(path: Path) -> str:
+    """A path as the user gave it, relative when under the working directory."""
+    try:
+        return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd().resolve()) else str(path)
+    except ValueError:
+        return str(path)
