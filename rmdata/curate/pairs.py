@@ -12,7 +12,8 @@ Strategies (the candidates of one prompt whose best response is b):
   partitioning (polars' hash: reproducible with the same polars version). The others are ``not_drawn``.
 - ``best-vs-all``: (b, r) for every lower r.
 - ``all-pairs``: (i, j) for every i ranked above j.
-``max_pairs_per_prompt`` keeps a prompt's largest margins first (ties: chosen_id, then rejected_id);
+``max_pairs_per_prompt`` keeps a prompt's largest margins first (ties: chosen_id, then rejected_id, in
+lexical order);
 the rest are ``over_max_pairs``.
 """
 
@@ -23,13 +24,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rmdata.curate.ranking import REASON, drop_where
+from rmdata.curate.ranking import DRAW, PROMPT, REASON, RESPONSE, drop_where
 from rmdata.curate.source import ROW
 from rmdata.data.drops import BELOW_MARGIN, NO_PAIR, NOT_DRAWN, OVER_MAX_PAIRS, TIE, UNPAIRED
 from rmdata.errors import RmdataError
 
 STRATEGIES = ("best-vs-worst", "best-vs-random", "best-vs-all", "all-pairs")
-SIDE_COLUMNS = {ROW: "row", "response_id": "id", "reward": "reward", "score": "score"}
+SIDE_COLUMNS = {ROW: "row", RESPONSE: "response", "reward": "reward", "score": "score"}
 
 
 @dataclass(frozen=True)
@@ -72,23 +73,23 @@ class PairRules:
 
 def _side(ranked: pl.LazyFrame, prefix: str) -> pl.LazyFrame:
     names = {src: f"{prefix}_{dst}" for src, dst in SIDE_COLUMNS.items()}
-    return ranked.select("prompt_id", "rank", *(pl.col(s).alias(d) for s, d in names.items())).rename(
-        {"rank": f"{prefix}_rank"}
-    )
+    extra = [pl.col(DRAW).alias(f"{prefix}{DRAW}")] if DRAW in ranked.collect_schema() and prefix == "rejected" else []
+    return ranked.select(PROMPT, pl.col("rank").alias(f"{prefix}_rank"), *(pl.col(s).alias(d) for s, d in names.items()),
+                         *extra)  # fmt: skip
 
 
 def candidates(ranked: pl.LazyFrame, strategy: str) -> pl.LazyFrame:
-    """The strategy's candidate pairs, one row each: ``prompt_id``, ``chosen_*``, ``rejected_*``, ``margin``."""
+    """The strategy's candidate pairs, one row each: ``_prompt``, ``chosen_*``, ``rejected_*``, ``margin``."""
     if strategy == "all-pairs":
         chosen = _side(ranked, "chosen")
         rejected = _side(ranked, "rejected")
-        pairs = chosen.join(rejected, on="prompt_id").filter(pl.col("chosen_rank") < pl.col("rejected_rank"))
+        pairs = chosen.join(rejected, on=PROMPT).filter(pl.col("chosen_rank") < pl.col("rejected_rank"))
     else:
         chosen = _side(ranked.filter(pl.col("rank") == 1), "chosen")
         lower = ranked.filter(pl.col("rank") > 1)
         if strategy == "best-vs-worst":
             lower = lower.filter(pl.col("rank") == pl.col("responses"))
-        pairs = chosen.join(_side(lower, "rejected"), on="prompt_id")
+        pairs = chosen.join(_side(lower, "rejected"), on=PROMPT)
     margin = (pl.col("chosen_score") - pl.col("rejected_score")).alias("margin")
     return pairs.drop("chosen_rank", "rejected_rank").with_columns(margin, pl.lit(None, pl.String).alias(REASON))
 
@@ -99,28 +100,30 @@ def pair_up(ranked: pl.LazyFrame, rules: PairRules) -> pl.LazyFrame:
         drop_where(pl.col("margin") <= rules.tie_epsilon, TIE)
     ).with_columns(drop_where(pl.col("margin") < rules.margin, BELOW_MARGIN))
     passing = pl.col(REASON).is_null()
-    if rules.strategy == "best-vs-random":
-        draw = pl.concat_str(["prompt_id", "rejected_id"], separator="\n").hash(seed=rules.seed)
-        draw = pl.when(passing).then(draw).otherwise(None)
-        pairs = pairs.with_columns(draw.alias("_draw")).with_columns(
-            drop_where(pl.col("_draw") != pl.col("_draw").min().over("prompt_id"), NOT_DRAWN)
-        ).drop("_draw")
+    if rules.strategy == "best-vs-random":  # needs ranked rows made with ranking.prepare(draw_seed=seed)
+        draw = pl.when(passing).then(pl.col(f"rejected{DRAW}")).otherwise(None)
+        pairs = pairs.with_columns(draw.alias(DRAW)).with_columns(
+            drop_where(pl.col(DRAW) != pl.col(DRAW).min().over(PROMPT), NOT_DRAWN)
+        ).drop(DRAW, f"rejected{DRAW}")
     if rules.max_pairs_per_prompt is not None:
         # passing pairs first, then the largest margins, ties by ids: positions past the cap are dropped
         order = pl.struct(
-            pl.col(REASON).is_not_null().alias("failed"), (-pl.col("margin")).alias("gap"), "chosen_id", "rejected_id"
+            pl.col(REASON).is_not_null().alias("failed"),
+            (-pl.col("margin")).alias("gap"),
+            "chosen_response",
+            "rejected_response",
         )
-        position = order.rank("ordinal").over("prompt_id")
+        position = order.rank("ordinal").over(PROMPT)
         pairs = pairs.with_columns(drop_where(position > rules.max_pairs_per_prompt, OVER_MAX_PAIRS))
-    return pairs.sort(["chosen_row", "margin", "rejected_id"], descending=[False, True, False])
+    return pairs.sort(["chosen_row", "margin", "rejected_response"], descending=[False, True, False])
 
 
 def unpaired_rows(ranked: pl.DataFrame, kept_pairs: pl.DataFrame) -> pl.DataFrame:
     """Ranked rows in no kept pair: ``unpaired`` when their prompt has a pair, else ``no_pair``."""
     used = pl.concat([kept_pairs.get_column("chosen_row"), kept_pairs.get_column("rejected_row")]).unique()
-    paired_prompts = kept_pairs.get_column("prompt_id").unique()
+    paired_prompts = kept_pairs.get_column(PROMPT).unique()
     rest = ranked.filter(~pl.col(ROW).is_in(used.implode()))
-    reason = pl.when(pl.col("prompt_id").is_in(paired_prompts.implode())).then(pl.lit(UNPAIRED)).otherwise(
+    reason = pl.when(pl.col(PROMPT).is_in(paired_prompts.implode())).then(pl.lit(UNPAIRED)).otherwise(
         pl.lit(NO_PAIR)
     )
     return rest.with_columns(reason.alias(REASON))

@@ -1,8 +1,12 @@
 """The decision frame both commands share: one narrow row per scored response, its score and rank.
 
-Columns: ``_row`` (position in the inputs), ``prompt_id``, ``response_id``, ``reward`` (Float64),
+Columns: ``_row`` (position in the inputs), ``_prompt`` and ``_response`` (the dense rank of
+``prompt_id`` / ``response_id`` in lexical order: integers that group and order exactly like the ids but
+sort and hash far faster than strings; the ids themselves come back from the table when the output is
+written), ``reward`` (Float64),
 ``num_tokens`` (when the table has it), ``_group`` (the ``--by`` value, with ``--normalize``), ``_text``
-(a 64-bit hash of the response text, for finding identical texts), ``score`` and, after
+(a 64-bit hash of the response text, for finding identical texts), ``_draw`` (best-vs-random's seeded
+hash of (prompt_id, response_id), when asked for), ``score`` and, after
 :func:`rank_within_prompt`, ``rank`` (1 = best of its prompt) and ``responses`` (rows of the prompt).
 
 ``score`` is what every rule compares: the reward, rescaled within its ``--by`` group by ``--normalize``
@@ -27,6 +31,9 @@ NORMALIZE_CHOICES: tuple[str, ...] = ("none", "zscore", "rank")
 REASON = "reason"  # null while a row is kept; the drop reason's name once a rule drops it
 GROUP = "_group"
 TEXT = "_text"
+PROMPT = "_prompt"
+RESPONSE = "_response"
+DRAW = "_draw"
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,11 @@ class ScoreOptions:
             check_column(table, "num_tokens", "--length-penalty", numeric=True)
 
 
-def decision_frame(table: ScoreTable, options: ScoreOptions) -> pl.LazyFrame:
-    """The narrow frame, scanned: ids, reward, length, group, text hash; ``reason`` is null for every row."""
+def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | None = None) -> pl.LazyFrame:
+    """The narrow frame: id ranks, reward, length, group, text hash; ``reason`` is null for every row.
+
+    ``draw_seed``: also ``_draw``, the seeded hash of (prompt_id, response_id) that best-vs-random draws by.
+    """
     columns = [
         pl.col(ROW),
         pl.col("prompt_id").cast(pl.String),
@@ -64,11 +74,20 @@ def decision_frame(table: ScoreTable, options: ScoreOptions) -> pl.LazyFrame:
         pl.col("reward").cast(pl.Float64),
         pl.col("response").hash(seed=0).alias(TEXT),
     ]
+    if draw_seed is not None:
+        ids = pl.concat_str([pl.col("prompt_id").cast(pl.String), pl.col("response_id").cast(pl.String)], separator="\n")
+        columns.append(ids.hash(seed=draw_seed).alias(DRAW))
     if table.has("num_tokens") and table.schema["num_tokens"].is_numeric():
         columns.append(pl.col("num_tokens").cast(pl.Int64))
     if options.by is not None:
         columns.append(pl.col(options.by).alias(GROUP))
-    return table.scan().select(columns).with_columns(pl.lit(None, pl.String).alias(REASON))
+    # the scan holds only row-wise expressions, so the streaming engine reads the texts batch by batch;
+    # the id ranks (a sort of the strings) run on the narrow result
+    narrow = table.scan().select(columns).collect(engine="streaming")
+    ranks = [pl.col("prompt_id").rank("dense").alias(PROMPT), pl.col("response_id").rank("dense").alias(RESPONSE)]
+    return (
+        narrow.lazy().with_columns(ranks).drop("prompt_id", "response_id").with_columns(pl.lit(None, pl.String).alias(REASON))
+    )
 
 
 def drop_where(condition: pl.Expr, reason: str) -> pl.Expr:
@@ -99,7 +118,7 @@ def add_score(kept: pl.LazyFrame, options: ScoreOptions) -> pl.LazyFrame:
     return kept.with_columns(score.cast(pl.Float64).alias("score"))
 
 
-ORDER = ["prompt_id", "score", "response_id", ROW]
+ORDER = [PROMPT, "score", RESPONSE, ROW]
 DESCENDING = [False, True, False, False]
 
 
@@ -110,21 +129,25 @@ def rank_within_prompt(kept: pl.LazyFrame, *, presorted: bool = False) -> pl.Laz
     ``presorted``: the frame is already in that order (a filtered ranked frame), so skip the sort.
     """
     position = pl.int_range(pl.len(), dtype=pl.Int64)
-    starts = pl.col("prompt_id") != pl.col("prompt_id").shift(1)
+    starts = pl.col(PROMPT) != pl.col(PROMPT).shift(1)
     first = pl.when(starts.fill_null(True)).then(position).otherwise(None).forward_fill()
     last = pl.when(starts.shift(-1).fill_null(True)).then(position).otherwise(None).backward_fill()
     ordered = kept if presorted else kept.sort(ORDER, descending=DESCENDING)
     return ordered.with_columns((position - first + 1).alias("rank"), (last - first + 1).alias("responses"))
 
 
-def drop_duplicate_texts(ranked: pl.LazyFrame) -> pl.LazyFrame:
+def drop_duplicate_texts(scored: pl.LazyFrame) -> pl.LazyFrame:
     """Of identical response texts under one prompt, keep the best-ranked: the rest are ``duplicate_response``.
 
+    Sorted by (prompt, text, then the ranking order), the best copy of a text starts its run, so a copy is
+    a row whose prompt and text equal the previous row's: two sorts of integers, no hash table.
     Texts are compared by a 64-bit hash: identical texts always match; two different texts are merged only
     on a hash collision within one prompt (odds ~1e-19 per pair).
     """
-    first = pl.col("rank") == pl.col("rank").min().over(["prompt_id", TEXT])
-    return ranked.with_columns(drop_where(~first, DUPLICATE_RESPONSE))
+    order = [PROMPT, TEXT, "score", RESPONSE, ROW]
+    same = (pl.col(PROMPT) == pl.col(PROMPT).shift(1)) & (pl.col(TEXT) == pl.col(TEXT).shift(1))
+    by_text = scored.sort(order, descending=[False, False, True, False, False])
+    return by_text.with_columns(drop_where(same.fill_null(False), DUPLICATE_RESPONSE))
 
 
 def drop_small_prompts(ranked: pl.LazyFrame, minimum: int) -> pl.LazyFrame:
@@ -132,18 +155,20 @@ def drop_small_prompts(ranked: pl.LazyFrame, minimum: int) -> pl.LazyFrame:
     return ranked.with_columns(drop_where(pl.col("responses") < minimum, TOO_FEW_RESPONSES))
 
 
-def prepare(table: ScoreTable, options: ScoreOptions, min_responses: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def prepare(
+    table: ScoreTable, options: ScoreOptions, min_responses: int, *, draw_seed: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept, dropped): kept rows scored, deduplicated and ranked among their prompt's distinct responses.
 
     Drops, in order: ``missing_reward``, ``duplicate_response``, ``too_few_responses`` (fewer than
     ``min_responses`` distinct responses). ``rank`` and ``responses`` of kept rows count distinct responses.
     """
-    frame = drop_missing_rewards(decision_frame(table, options)).collect()
+    frame = drop_missing_rewards(decision_frame(table, options, draw_seed)).collect()
     dropped = [frame.filter(pl.col(REASON).is_not_null())]
     scored = add_score(frame.filter(pl.col(REASON).is_null()).lazy(), options)
-    deduped = drop_duplicate_texts(rank_within_prompt(scored)).collect()
+    deduped = drop_duplicate_texts(scored).collect()
     dropped.append(deduped.filter(pl.col(REASON).is_not_null()))
-    distinct = rank_within_prompt(deduped.lazy().filter(pl.col(REASON).is_null()), presorted=True)
+    distinct = rank_within_prompt(deduped.lazy().filter(pl.col(REASON).is_null()))
     ranked = drop_small_prompts(distinct, min_responses).collect()
     dropped.append(ranked.filter(pl.col(REASON).is_not_null()))
     kept = ranked.filter(pl.col(REASON).is_null())

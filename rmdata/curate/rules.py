@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rmdata.curate.ranking import drop_where
+from rmdata.curate.ranking import PROMPT, RESPONSE, drop_where
 from rmdata.curate.source import ROW
 from rmdata.data.drops import BELOW_MIN_SCORE, OUTSIDE_TOP_K, OUTSIDE_TOP_P
 from rmdata.errors import RmdataError
@@ -53,12 +53,12 @@ def apply_rules(ranked: pl.LazyFrame, rules: FilterRules) -> pl.LazyFrame:
     if rules.top_k is not None:
         frame = frame.with_columns(drop_where(pl.col("rank") > rules.top_k, OUTSIDE_TOP_K))
     if rules.top_p is not None:
-        order = ["score", "response_id", "prompt_id", ROW]
+        order = ["score", RESPONSE, PROMPT, ROW]
         position = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
         keep = (pl.len() * rules.top_p).round(9).ceil().cast(pl.Int64)  # round: 0.7 x 10 is 7.000000000000001
         frame = (
             frame.sort(order, descending=[True, False, False, False])
             .with_columns(drop_where(position > keep, OUTSIDE_TOP_P))
-            .sort(["prompt_id", "rank"])
+            .sort([PROMPT, "rank"])
         )
     return frame

@@ -121,7 +121,8 @@ def run_build_dpo(
     table = open_scores(inputs)
     options.check(table)
     _check_output(output, "dpo", rejects)
-    ranked, dropped = prepare(table, options, min_responses=2)
+    draw_seed = rules.seed if rules.strategy == "best-vs-random" else None
+    ranked, dropped = prepare(table, options, min_responses=2, draw_seed=draw_seed)
     judged = pair_up(ranked.lazy(), rules).collect()
     pairs = judged.filter(pl.col(REASON).is_null())
     pair_drops = judged.filter(pl.col(REASON).is_not_null())

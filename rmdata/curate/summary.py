@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from rmdata.curate.ranking import REASON
+from rmdata.curate.ranking import PROMPT, REASON
 from rmdata.data.drops import REASONS
 from rmdata.dataset_dir import markdown_table
 
@@ -58,7 +58,7 @@ def summarize(
     pair_drops: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The summary of one run. ``kept`` / ``dropped``: decision rows; ``pairs``: kept DPO pairs."""
-    prompts_in = pl.concat([kept.get_column("prompt_id"), dropped.get_column("prompt_id")]).n_unique()
+    prompts_in = pl.concat([kept.get_column(PROMPT), dropped.get_column(PROMPT)]).n_unique()
     summary: dict[str, Any] = {
         "command": command,
         "rules": rules,
@@ -70,12 +70,12 @@ def summarize(
         "dropped": count_reasons(dropped),
     }
     if pairs is None:
-        summary["prompts_kept"] = kept.get_column("prompt_id").n_unique()
-        summary["kept_per_prompt"] = per_prompt(kept.get_column("prompt_id"), prompts_in)
+        summary["prompts_kept"] = kept.get_column(PROMPT).n_unique()
+        summary["kept_per_prompt"] = per_prompt(kept.get_column(PROMPT), prompts_in)
     else:
         summary["pairs"] = pairs.height
-        summary["prompts_kept"] = pairs.get_column("prompt_id").n_unique()
-        summary["pairs_per_prompt"] = per_prompt(pairs.get_column("prompt_id"), prompts_in)
+        summary["prompts_kept"] = pairs.get_column(PROMPT).n_unique()
+        summary["pairs_per_prompt"] = per_prompt(pairs.get_column(PROMPT), prompts_in)
         summary["candidate_pairs"] = pairs.height + (0 if pair_drops is None else pair_drops.height)
         summary["pairs_dropped"] = count_reasons(pair_drops) if pair_drops is not None else {}
         summary["margin"] = stats(pairs.get_column("margin"))
