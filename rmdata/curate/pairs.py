@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rmdata.curate.ranking import DRAW, PROMPT, REASON, RESPONSE, drop_where
+from rmdata.curate.ranking import DRAW, PROMPT, REASON, REASON_TYPE, RESPONSE, drop_where, no_reason
 from rmdata.curate.source import ROW
 from rmdata.data.drops import BELOW_MARGIN, NO_PAIR, NOT_DRAWN, OVER_MAX_PAIRS, TIE, UNPAIRED
 from rmdata.errors import RmdataError
@@ -91,7 +91,7 @@ def candidates(ranked: pl.LazyFrame, strategy: str) -> pl.LazyFrame:
             lower = lower.filter(pl.col("rank") == pl.col("responses"))
         pairs = chosen.join(_side(lower, "rejected"), on=PROMPT)
     margin = (pl.col("chosen_score") - pl.col("rejected_score")).alias("margin")
-    return pairs.drop("chosen_rank", "rejected_rank").with_columns(margin, pl.lit(None, pl.String).alias(REASON))
+    return pairs.drop("chosen_rank", "rejected_rank").with_columns(margin, no_reason())
 
 
 def pair_up(ranked: pl.LazyFrame, rules: PairRules) -> pl.LazyFrame:
@@ -123,7 +123,7 @@ def unpaired_rows(ranked: pl.DataFrame, kept_pairs: pl.DataFrame) -> pl.DataFram
     used = pl.concat([kept_pairs.get_column("chosen_row"), kept_pairs.get_column("rejected_row")]).unique()
     paired_prompts = kept_pairs.get_column(PROMPT).unique()
     rest = ranked.filter(~pl.col(ROW).is_in(used.implode()))
-    reason = pl.when(pl.col(PROMPT).is_in(paired_prompts.implode())).then(pl.lit(UNPAIRED)).otherwise(
-        pl.lit(NO_PAIR)
+    reason = pl.when(pl.col(PROMPT).is_in(paired_prompts.implode())).then(pl.lit(UNPAIRED, REASON_TYPE)).otherwise(
+        pl.lit(NO_PAIR, REASON_TYPE)
     )
     return rest.with_columns(reason.alias(REASON))

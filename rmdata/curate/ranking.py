@@ -23,12 +23,13 @@ from typing import Literal
 import polars as pl
 
 from rmdata.curate.source import ROW, ScoreTable, check_column
-from rmdata.data.drops import DUPLICATE_RESPONSE, MISSING_REWARD, TOO_FEW_RESPONSES
+from rmdata.data.drops import DUPLICATE_RESPONSE, MISSING_REWARD, REASONS, TOO_FEW_RESPONSES
 from rmdata.errors import RmdataError
 
 Normalize = Literal["none", "zscore", "rank"]
 NORMALIZE_CHOICES: tuple[str, ...] = ("none", "zscore", "rank")
 REASON = "reason"  # null while a row is kept; the drop reason's name once a rule drops it
+REASON_TYPE = pl.Enum(list(REASONS))  # one byte-sized code per row instead of a string
 GROUP = "_group"
 TEXT = "_text"
 PROMPT = "_prompt"
@@ -78,7 +79,7 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
         ids = pl.concat_str([pl.col("prompt_id").cast(pl.String), pl.col("response_id").cast(pl.String)], separator="\n")
         columns.append(ids.hash(seed=draw_seed).alias(DRAW))
     if table.has("num_tokens") and table.schema["num_tokens"].is_numeric():
-        columns.append(pl.col("num_tokens").cast(pl.Int64))
+        columns.append(pl.col("num_tokens").cast(pl.Int32))
     if options.by is not None:
         columns.append(pl.col(options.by).alias(GROUP))
     # the scan holds only row-wise expressions, so the streaming engine reads the texts batch by batch;
@@ -86,13 +87,18 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
     narrow = table.scan().select(columns).collect(engine="streaming")
     ranks = [pl.col("prompt_id").rank("dense").alias(PROMPT), pl.col("response_id").rank("dense").alias(RESPONSE)]
     return (
-        narrow.lazy().with_columns(ranks).drop("prompt_id", "response_id").with_columns(pl.lit(None, pl.String).alias(REASON))
+        narrow.lazy().with_columns(ranks).drop("prompt_id", "response_id").with_columns(no_reason())
     )
+
+
+def no_reason() -> pl.Expr:
+    """The ``reason`` column of rows nothing has dropped yet."""
+    return pl.lit(None, REASON_TYPE).alias(REASON)
 
 
 def drop_where(condition: pl.Expr, reason: str) -> pl.Expr:
     """``reason`` for rows still kept that meet ``condition``; rows already dropped keep their reason."""
-    return pl.when(pl.col(REASON).is_null() & condition).then(pl.lit(reason)).otherwise(pl.col(REASON)).alias(REASON)
+    return pl.when(pl.col(REASON).is_null() & condition).then(pl.lit(reason, REASON_TYPE)).otherwise(pl.col(REASON)).alias(REASON)
 
 
 def drop_missing_rewards(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -166,9 +172,11 @@ def prepare(
     frame = drop_missing_rewards(decision_frame(table, options, draw_seed)).collect()
     dropped = [frame.filter(pl.col(REASON).is_not_null())]
     scored = add_score(frame.filter(pl.col(REASON).is_null()).lazy(), options)
+    del frame
     deduped = drop_duplicate_texts(scored).collect()
     dropped.append(deduped.filter(pl.col(REASON).is_not_null()))
     distinct = rank_within_prompt(deduped.lazy().filter(pl.col(REASON).is_null()))
+    del scored, deduped
     ranked = drop_small_prompts(distinct, min_responses).collect()
     dropped.append(ranked.filter(pl.col(REASON).is_not_null()))
     kept = ranked.filter(pl.col(REASON).is_null())

@@ -52,13 +52,17 @@ def _check_output(output: Path, kind: str, rejects: Path | None) -> None:
 
 
 def _refuse_empty(summary: dict[str, Any], what: str) -> None:
-    counts = {**summary["dropped"], **summary.get("pairs_dropped", {})}
-    counts.pop("unpaired", None)
+    """No rows or pairs survived: name the rule that dropped most, and the option to loosen."""
+    counts, unit = dict(summary.get("pairs_dropped") or summary["dropped"]), what
+    if summary.get("pairs_dropped"):
+        unit = "candidate pairs"
+    else:
+        counts.pop("unpaired", None)
     if not counts:
         raise RmdataError(f"no {what}: the score table has no rows")
     top = max(counts, key=lambda r: counts[r])
     hint = LOOSEN.get(top, "loosen the rules")
-    raise RmdataError(f"no {what} left ({counts[top]:,} dropped as {top}): {hint}; no output directory was written")
+    raise RmdataError(f"no {what} left ({counts[top]:,} {unit} dropped as {top}): {hint}; no output directory was written")
 
 
 def _card(title: str, kind: str, summary: dict[str, Any], plot_paths: list[str], output: Path, usage: str) -> str:

@@ -20,7 +20,7 @@ STAT_NAMES = ("count", "mean", "std", "min", "p05", "p25", "median", "p75", "p95
 def stats(values: pl.Series) -> dict[str, float | int | None]:
     """Count, mean, std and quantiles of the non-null, non-NaN values (None where there are none)."""
     v = values.drop_nulls().cast(pl.Float64)
-    v = v.filter(~v.is_nan())
+    v = v.filter(~v.is_nan()).sort()  # sorted once: each quantile is then a lookup
     if v.is_empty():
         return {name: (0 if name == "count" else None) for name in STAT_NAMES}
     quantiles = {"p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, "p95": 0.95}
@@ -165,5 +165,5 @@ def render(summary: dict[str, Any]) -> None:
     for name in shown:
         table.add_column(name, justify="right")
     for name, s in groups.items():
-        table.add_row(name, *("" if s[n] is None else f"{s[n]:.4g}" for n in shown))
+        table.add_row(name, *("" if s[n] is None else f"{s[n]:,}" if n == "count" else f"{s[n]:.4g}" for n in shown))
     console.print(table)

@@ -134,7 +134,7 @@ def write_rejects(table: ScoreTable, dropped: pl.DataFrame, path: Path) -> int:
     frame = (
         table.scan()
         .join(dropped.select(ROW, *columns).lazy(), on=ROW, how="inner", maintain_order="left")
-        .select(REASON, *table.schema, *[c for c in columns if c != REASON])
+        .select(pl.col(REASON).cast(pl.String), *table.schema, *[c for c in columns if c != REASON])
     )
     with atomic_path(path) as tmp:
         if REJECT_SUFFIXES[path.suffix] == "parquet":
