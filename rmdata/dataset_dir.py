@@ -73,10 +73,25 @@ def shard_path(directory: Path, index: int) -> Path:
     return directory / DATA_DIR / f"train-{index:05d}.parquet"
 
 
-def dataset_card(title: str, body: str, *, pretty_name: str | None = None, tags: Sequence[str] = ()) -> str:
-    """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards."""
+def dataset_card(
+    title: str,
+    body: str,
+    *,
+    pretty_name: str | None = None,
+    tags: Sequence[str] = (),
+    size: tuple[int, int] | None = None,
+) -> str:
+    """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards.
+
+    ``size`` = (rows, total Parquet bytes) goes into ``dataset_info``. Give it: ``datasets`` caches a local
+    directory under its name and the card's header only, so without it every ``.../sft`` directory on a
+    machine shares one cache entry and ``load_dataset`` returns stale rows after a re-run.
+    """
     header = ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train"]
     header.append(f"    path: {SHARD_GLOB}")
+    if size is not None:
+        header += ["dataset_info:", "  config_name: default", f"  download_size: {size[1]}", "  splits:"]
+        header += ["  - name: train", f"    num_examples: {size[0]}"]
     if pretty_name:
         header.append(f"pretty_name: {json.dumps(pretty_name)}")
     if tags:

@@ -65,14 +65,18 @@ def _refuse_empty(summary: dict[str, Any], what: str) -> None:
     raise RmdataError(f"no {what} left ({counts[top]:,} {unit} dropped as {top}): {hint}; no output directory was written")
 
 
-def _card(title: str, kind: str, summary: dict[str, Any], plot_paths: list[str], output: Path, usage: str) -> str:
+def _card(
+    title: str, kind: str, summary: dict[str, Any], plot_paths: list[str], output: Path, usage: str,
+    shards: list[dict[str, Any]],
+) -> str:
     plot_lines = "\n".join(f"![{p}]({p})" for p in plot_paths)
     body = (
         f"Made by `rmdata {summary['command']}` from {', '.join(f'`{i}`' for i in summary['inputs'])}.\n\n"
         f"```python\nimport datasets\nds = datasets.load_dataset({str(output)!r}, split='train')\n{usage}\n```\n\n"
         f"{report.markdown(summary)}\n\n## Plots\n\n{plot_lines}\n"
     )
-    return dataset_card(title, body, pretty_name=title, tags=["rmdata", kind])
+    size = (sum(s["rows"] for s in shards), sum(s["bytes"] for s in shards))
+    return dataset_card(title, body, pretty_name=title, tags=["rmdata", kind], size=size)
 
 
 def _write_rejects(table: Any, dropped: pl.DataFrame, rejects: Path | None) -> None:
@@ -107,7 +111,7 @@ def run_filter(
         shards = write_sft(table, kept, tmp)
         plot_paths = plots.draw_all(tmp, kept, dropped)
         usage = "# TRL: trl.SFTTrainer(model=..., train_dataset=ds)  (conversational 'messages' column)"
-        write_text_atomic(tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage))
+        write_text_atomic(tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards))
         _finish(tmp, "sft", shards, summary, options, asdict(rules), start)
     return Result(output, kept.height, summary, rejects)
 
@@ -145,7 +149,7 @@ def run_build_dpo(
         plot_paths = plots.draw_all(tmp, used, dropped, margins=pairs.get_column("margin"), margin=rules.margin,
                                     kept_label="in a pair")  # fmt: skip
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
-        write_text_atomic(tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage))
+        write_text_atomic(tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards))
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
     return Result(output, pairs.height, summary, rejects)
 

@@ -37,7 +37,7 @@ def _assistant(text: str) -> pl.Expr:
 
 
 def _sink(frame: pl.LazyFrame, directory: Path) -> list[dict[str, Any]]:
-    """Stream ``frame`` into ``directory/data/train-NNNNN.parquet``; returns ``[{path, rows}]``."""
+    """Stream ``frame`` into ``directory/data/train-NNNNN.parquet``; returns ``[{path, rows, bytes}]``."""
     data = directory / DATA_DIR
     data.mkdir(parents=True, exist_ok=True)
     frame.sink_parquet(
@@ -51,8 +51,10 @@ def _sink(frame: pl.LazyFrame, directory: Path) -> list[dict[str, Any]]:
     )
     shards = sorted(data.glob("*.parquet"))
     return [
-        {"path": f"{DATA_DIR}/{p.name}", "rows": pl.scan_parquet(p).select(pl.len()).collect().item()} for p in shards
-    ]
+        {"path": f"{DATA_DIR}/{p.name}", "rows": pl.scan_parquet(p).select(pl.len()).collect().item(),
+         "bytes": p.stat().st_size}
+        for p in shards
+    ]  # fmt: skip
 
 
 def append_assistant_turn(batch: pl.DataFrame) -> pl.DataFrame:
