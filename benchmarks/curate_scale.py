@@ -81,7 +81,9 @@ def baseline(command: str, scores: Path, out: Path, margin: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if command == "filter":
         top = df.groupby("prompt_id", sort=False).head(1).copy()
-        top["messages"] = [list(p) + [{"role": "assistant", "content": r}] for p, r in zip(top["prompt"], top["response"])]
+        top["messages"] = [
+            list(p) + [{"role": "assistant", "content": r}] for p, r in zip(top["prompt"], top["response"], strict=True)
+        ]
         top.drop(columns=["prompt", "response"]).to_parquet(out / "train.parquet")
         return
     size = df.groupby("prompt_id", sort=False)["response_id"].transform("size")

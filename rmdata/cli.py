@@ -151,7 +151,7 @@ def inspect(
 
 # --- curation: rmdata filter, rmdata build-dpo (rmdata/curate) ---------------------------------------------------
 
-_SCORES_HELP = "Score outputs (rmdata score directories) or Parquet files with their columns (default rmdata-out/scores)."
+_SCORES_HELP = "rmdata score outputs or Parquet files with their columns (default: rmdata-out/scores)."
 _NORMALIZE_HELP = "Rescale rewards within each --by group before the rules: none, zscore or rank (to [0, 1])."
 _BY_HELP = "Column whose groups --normalize rescales separately (e.g. generator, source); default: the whole table."
 _PENALTY_HELP = "Rank by reward - L x num_tokens (tokens, not characters)."

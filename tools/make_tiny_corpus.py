@@ -71,7 +71,9 @@ def length_record(rng: random.Random) -> dict:
     words = [t.capitalize() + "." for t in things]
     fulls = [f"{subject.capitalize()} found the {t} {place}." for t in things]
     one = rng.random() < 0.5
-    prompt = rng.choice(LENGTH_PROMPTS).format(subject=subject, place=place, length="one word" if one else "a full sentence")
+    prompt = rng.choice(LENGTH_PROMPTS).format(
+        subject=subject, place=place, length="one word" if one else "a full sentence"
+    )
     good, bad = (words, fulls) if one else (fulls, words)
     return {"prompt": prompt, "responses": good + bad, "task": "length"}
 

@@ -74,8 +74,8 @@ class PairRules:
 def _side(ranked: pl.LazyFrame, prefix: str) -> pl.LazyFrame:
     names = {src: f"{prefix}_{dst}" for src, dst in SIDE_COLUMNS.items()}
     extra = [pl.col(DRAW).alias(f"{prefix}{DRAW}")] if DRAW in ranked.collect_schema() and prefix == "rejected" else []
-    return ranked.select(PROMPT, pl.col("rank").alias(f"{prefix}_rank"), *(pl.col(s).alias(d) for s, d in names.items()),
-                         *extra)  # fmt: skip
+    renamed = [pl.col(s).alias(d) for s, d in names.items()]
+    return ranked.select(PROMPT, pl.col("rank").alias(f"{prefix}_rank"), *renamed, *extra)
 
 
 def candidates(ranked: pl.LazyFrame, strategy: str) -> pl.LazyFrame:
@@ -96,15 +96,19 @@ def candidates(ranked: pl.LazyFrame, strategy: str) -> pl.LazyFrame:
 
 def pair_up(ranked: pl.LazyFrame, rules: PairRules) -> pl.LazyFrame:
     """Every candidate pair with ``reason`` null (kept) or its drop reason, sorted by chosen row then margin."""
-    pairs = candidates(ranked, rules.strategy).with_columns(
-        drop_where(pl.col("margin") <= rules.tie_epsilon, TIE)
-    ).with_columns(drop_where(pl.col("margin") < rules.margin, BELOW_MARGIN))
+    pairs = (
+        candidates(ranked, rules.strategy)
+        .with_columns(drop_where(pl.col("margin") <= rules.tie_epsilon, TIE))
+        .with_columns(drop_where(pl.col("margin") < rules.margin, BELOW_MARGIN))
+    )
     passing = pl.col(REASON).is_null()
     if rules.strategy == "best-vs-random":  # needs ranked rows made with ranking.prepare(draw_seed=seed)
         draw = pl.when(passing).then(pl.col(f"rejected{DRAW}")).otherwise(None)
-        pairs = pairs.with_columns(draw.alias(DRAW)).with_columns(
-            drop_where(pl.col(DRAW) != pl.col(DRAW).min().over(PROMPT), NOT_DRAWN)
-        ).drop(DRAW, f"rejected{DRAW}")
+        pairs = (
+            pairs.with_columns(draw.alias(DRAW))
+            .with_columns(drop_where(pl.col(DRAW) != pl.col(DRAW).min().over(PROMPT), NOT_DRAWN))
+            .drop(DRAW, f"rejected{DRAW}")
+        )
     if rules.max_pairs_per_prompt is not None:
         # passing pairs first, then the largest margins, ties by ids: positions past the cap are dropped
         order = pl.struct(
@@ -123,7 +127,9 @@ def unpaired_rows(ranked: pl.DataFrame, kept_pairs: pl.DataFrame) -> pl.DataFram
     used = pl.concat([kept_pairs.get_column("chosen_row"), kept_pairs.get_column("rejected_row")]).unique()
     paired_prompts = kept_pairs.get_column(PROMPT).unique()
     rest = ranked.filter(~pl.col(ROW).is_in(used.implode()))
-    reason = pl.when(pl.col(PROMPT).is_in(paired_prompts.implode())).then(pl.lit(UNPAIRED, REASON_TYPE)).otherwise(
-        pl.lit(NO_PAIR, REASON_TYPE)
+    reason = (
+        pl.when(pl.col(PROMPT).is_in(paired_prompts.implode()))
+        .then(pl.lit(UNPAIRED, REASON_TYPE))
+        .otherwise(pl.lit(NO_PAIR, REASON_TYPE))
     )
     return rest.with_columns(reason.alias(REASON))

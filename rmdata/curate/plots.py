@@ -8,6 +8,7 @@ the scatter draws a seeded sample of at most ``SCATTER_POINTS`` rows so plotting
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -16,7 +17,7 @@ SCATTER_POINTS = 5000
 BINS = 60
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")

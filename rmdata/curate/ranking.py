@@ -76,7 +76,9 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
         pl.col("response").hash(seed=0).alias(TEXT),
     ]
     if draw_seed is not None:
-        ids = pl.concat_str([pl.col("prompt_id").cast(pl.String), pl.col("response_id").cast(pl.String)], separator="\n")
+        ids = pl.concat_str(
+            [pl.col("prompt_id").cast(pl.String), pl.col("response_id").cast(pl.String)], separator="\n"
+        )
         columns.append(ids.hash(seed=draw_seed).alias(DRAW))
     if table.has("num_tokens") and table.schema["num_tokens"].is_numeric():
         columns.append(pl.col("num_tokens").cast(pl.Int32))
@@ -86,9 +88,7 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
     # the id ranks (a sort of the strings) run on the narrow result
     narrow = table.scan().select(columns).collect(engine="streaming")
     ranks = [pl.col("prompt_id").rank("dense").alias(PROMPT), pl.col("response_id").rank("dense").alias(RESPONSE)]
-    return (
-        narrow.lazy().with_columns(ranks).drop("prompt_id", "response_id").with_columns(no_reason())
-    )
+    return narrow.lazy().with_columns(ranks).drop("prompt_id", "response_id").with_columns(no_reason())
 
 
 def no_reason() -> pl.Expr:
@@ -98,7 +98,12 @@ def no_reason() -> pl.Expr:
 
 def drop_where(condition: pl.Expr, reason: str) -> pl.Expr:
     """``reason`` for rows still kept that meet ``condition``; rows already dropped keep their reason."""
-    return pl.when(pl.col(REASON).is_null() & condition).then(pl.lit(reason, REASON_TYPE)).otherwise(pl.col(REASON)).alias(REASON)
+    return (
+        pl.when(pl.col(REASON).is_null() & condition)
+        .then(pl.lit(reason, REASON_TYPE))
+        .otherwise(pl.col(REASON))
+        .alias(REASON)
+    )
 
 
 def drop_missing_rewards(frame: pl.LazyFrame) -> pl.LazyFrame:

@@ -15,7 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from rmdata.curate import plots, summary as report
+from rmdata.curate import plots
+from rmdata.curate import summary as report
 from rmdata.curate.pairs import PairRules, pair_up, unpaired_rows
 from rmdata.curate.ranking import REASON, ScoreOptions, prepare
 from rmdata.curate.rules import FilterRules, apply_rules
@@ -62,11 +63,18 @@ def _refuse_empty(summary: dict[str, Any], what: str) -> None:
         raise RmdataError(f"no {what}: the score table has no rows")
     top = max(counts, key=lambda r: counts[r])
     hint = LOOSEN.get(top, "loosen the rules")
-    raise RmdataError(f"no {what} left ({counts[top]:,} {unit} dropped as {top}): {hint}; no output directory was written")
+    raise RmdataError(
+        f"no {what} left ({counts[top]:,} {unit} dropped as {top}): {hint}; no output directory was written"
+    )
 
 
 def _card(
-    title: str, kind: str, summary: dict[str, Any], plot_paths: list[str], output: Path, usage: str,
+    title: str,
+    kind: str,
+    summary: dict[str, Any],
+    plot_paths: list[str],
+    output: Path,
+    usage: str,
     shards: list[dict[str, Any]],
 ) -> str:
     plot_lines = "\n".join(f"![{p}]({p})" for p in plot_paths)
@@ -111,7 +119,9 @@ def run_filter(
         shards = write_sft(table, kept, tmp)
         plot_paths = plots.draw_all(tmp, kept, dropped)
         usage = "# TRL: trl.SFTTrainer(model=..., train_dataset=ds)  (conversational 'messages' column)"
-        write_text_atomic(tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards))
+        write_text_atomic(
+            tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards)
+        )
         _finish(tmp, "sft", shards, summary, options, asdict(rules), start)
     return Result(output, kept.height, summary, rejects)
 
@@ -149,7 +159,9 @@ def run_build_dpo(
         plot_paths = plots.draw_all(tmp, used, dropped, margins=pairs.get_column("margin"), margin=rules.margin,
                                     kept_label="in a pair")  # fmt: skip
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
-        write_text_atomic(tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards))
+        write_text_atomic(
+            tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards)
+        )
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
     return Result(output, pairs.height, summary, rejects)
 

@@ -82,8 +82,6 @@ def open_scores(inputs: Sequence[str | Path]) -> ScoreTable:
 def check_column(table: ScoreTable, column: str, flag: str, *, numeric: bool = False) -> None:
     """A ``--by`` or length column must exist (the error lists the columns there are)."""
     if not table.has(column):
-        raise RmdataError(
-            f"{flag} {column}: no such column in the score table; columns: {', '.join(table.schema)}"
-        )
+        raise RmdataError(f"{flag} {column}: no such column in the score table; columns: {', '.join(table.schema)}")
     if numeric and not table.schema[column].is_numeric():
         raise RmdataError(f"{flag}: column {column} is {table.schema[column]}, not a number")

@@ -24,10 +24,10 @@ def stats(values: pl.Series) -> dict[str, float | int | None]:
     if v.is_empty():
         return {name: (0 if name == "count" else None) for name in STAT_NAMES}
     quantiles = {"p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, "p95": 0.95}
-    out: dict[str, float | int | None] = {"count": v.len(), "mean": v.mean(), "std": v.std()}  # type: ignore[dict-item]
-    out["min"] = v.min()  # type: ignore[assignment]
+    out: dict[str, float | int | None] = {"count": v.len(), "mean": v.mean(), "std": v.std()}
+    out["min"] = v.min()
     out.update({name: v.quantile(q, "linear") for name, q in quantiles.items()})
-    out["max"] = v.max()  # type: ignore[assignment]
+    out["max"] = v.max()
     return {k: out[k] for k in STAT_NAMES}
 
 
@@ -107,24 +107,46 @@ def markdown(summary: dict[str, Any]) -> str:
         f"- rows dropped: {summary['rows_dropped']:,}",
     ]
     if dpo:
-        lines.append(f"- pairs: {summary['pairs']:,} from {summary['prompts_kept']:,} prompts "
-                     f"({summary['candidate_pairs']:,} candidates)")
+        lines.append(
+            f"- pairs: {summary['pairs']:,} from {summary['prompts_kept']:,} prompts "
+            f"({summary['candidate_pairs']:,} candidates)"
+        )
     if summary["dropped"]:
-        lines += ["", "## Dropped rows by reason", "",
-                  markdown_table(_reason_rows(summary["dropped"], summary["rows_in"], "rows"))]
+        lines += [
+            "",
+            "## Dropped rows by reason",
+            "",
+            markdown_table(_reason_rows(summary["dropped"], summary["rows_in"], "rows")),
+        ]
     if dpo and summary["pairs_dropped"]:
-        lines += ["", "## Dropped candidate pairs by reason", "",
-                  markdown_table(_reason_rows(summary["pairs_dropped"], summary["candidate_pairs"], "pairs"))]
+        lines += [
+            "",
+            "## Dropped candidate pairs by reason",
+            "",
+            markdown_table(_reason_rows(summary["pairs_dropped"], summary["candidate_pairs"], "pairs")),
+        ]
     key = "pairs_per_prompt" if dpo else "kept_per_prompt"
-    lines += ["", f"## {'Pairs' if dpo else 'Kept rows'} per prompt", "",
-              markdown_table([{key.replace("_", " "): k, "prompts": v} for k, v in summary[key].items()])]
+    lines += [
+        "",
+        f"## {'Pairs' if dpo else 'Kept rows'} per prompt",
+        "",
+        markdown_table([{key.replace("_", " "): k, "prompts": v} for k, v in summary[key].items()]),
+    ]
     lines += ["", "## Reward", "", markdown_table(_stat_rows(summary["reward"]))]
     if "score" in summary:
-        lines += ["", "## Score (the normalized / length-penalized reward the rules compare)", "",
-                  markdown_table(_stat_rows(summary["score"]))]
+        lines += [
+            "",
+            "## Score (the normalized / length-penalized reward the rules compare)",
+            "",
+            markdown_table(_stat_rows(summary["score"])),
+        ]
     if dpo:
-        lines += ["", "## Margin (chosen score - rejected score)", "",
-                  markdown_table(_stat_rows({"pairs": summary["margin"]}))]
+        lines += [
+            "",
+            "## Margin (chosen score - rejected score)",
+            "",
+            markdown_table(_stat_rows({"pairs": summary["margin"]})),
+        ]
     return "\n".join(lines)  # fmt: skip
 
 

@@ -29,7 +29,9 @@ def test_prompts_are_new_and_each_has_two_followers_and_two_breakers() -> None:
     assert {r["task"] for r in records} == {"case", "ending", "length"}
     case = next(r for r in records if r["task"] == "case")
     asked = str.upper if "uppercase" in case["prompt"] else str.lower
-    assert all((asked(text) == text) == follows for text, follows in zip(case["responses"], case["follows"], strict=True))
+    assert all(
+        (asked(text) == text) == follows for text, follows in zip(case["responses"], case["follows"], strict=True)
+    )
 
 
 def test_builtin_name_reads_as_multi_response_rows() -> None:

@@ -57,7 +57,11 @@ def test_rules_combine_and_the_first_failing_rule_names_the_drop(tmp_path: Path)
     rows = [row("p1", "a", 3.0), row("p1", "b", 2.0), row("p1", "c", 1.0), row("p2", "d", 1.0), row("p2", "e", 0.0)]
     result = filter_rows(tmp_path, rows, top_k=2, min_score=1.5)
     assert read_dir(tmp_path / "sft").get_column("response_id").to_list() == ["a", "b"]
-    assert rejects(tmp_path / "rejects.jsonl") == {"c": "below_min_score", "d": "below_min_score", "e": "below_min_score"}
+    assert rejects(tmp_path / "rejects.jsonl") == {
+        "c": "below_min_score",
+        "d": "below_min_score",
+        "e": "below_min_score",
+    }
     assert result.summary["kept_per_prompt"] == {"0": 1, "2": 1}
 
 
@@ -110,7 +114,9 @@ def test_length_penalty_ranks_by_reward_minus_tokens(tmp_path: Path) -> None:
     assert read_dir(tmp_path / "sft").get_column("response_id").to_list() == ["a"]
     filter_rows(tmp_path, rows, ScoreOptions(length_penalty=0.1), top_k=1)
     out = read_dir(tmp_path / "sft")
-    assert out.get_column("response_id").to_list() == ["b"] and out.get_column("score").to_list() == pytest.approx([3.0])
+    assert out.get_column("response_id").to_list() == ["b"] and out.get_column("score").to_list() == pytest.approx(
+        [3.0]
+    )
 
 
 def test_every_row_is_kept_or_rejected_with_a_reason(tmp_path: Path) -> None:
@@ -126,7 +132,9 @@ def test_card_manifest_marker_and_plots(tmp_path: Path) -> None:
     filter_rows(tmp_path, [row("p1", "a", 1.0), row("p1", "b", 0.0)], top_k=1)
     out = tmp_path / "sft"
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nconfigs:") and "outside_top_k" in card and "![plots/reward.png](plots/reward.png)" in card
+    assert (
+        card.startswith("---\nconfigs:") and "outside_top_k" in card and "![plots/reward.png](plots/reward.png)" in card
+    )
     assert (out / "plots" / "reward.png").stat().st_size > 1000 and (out / "plots" / "reward_vs_length.png").exists()
     assert '"kind": "sft"' in (out / ".rmdata.json").read_text()
     assert '"rows": 1' in (out / "manifest.json").read_text()

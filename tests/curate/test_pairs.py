@@ -93,7 +93,10 @@ def test_best_vs_random_is_seeded_and_independent_of_row_order_and_files(tmp_pat
     once = draw([write_scores(tmp_path / "a.parquet", rows)], 7, "o1")
     shuffled = rows[:]
     random.Random(1).shuffle(shuffled)
-    halves = [write_scores(tmp_path / "s1.parquet", shuffled[:77]), write_scores(tmp_path / "s2.parquet", shuffled[77:])]
+    halves = [
+        write_scores(tmp_path / "s1.parquet", shuffled[:77]),
+        write_scores(tmp_path / "s2.parquet", shuffled[77:]),
+    ]
     assert draw(halves, 7, "o2") == once
     assert len(once) == 40 and all(c.endswith("r4") for c, _ in once)
     assert len({r for _, r in once}) > 5  # draws spread over the four lower responses
