@@ -113,6 +113,13 @@ def timed(argv: list[str]) -> dict[str, Any]:
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}  # fmt: skip
 
 
+def table_rows(scores: Path) -> int:
+    import polars as pl
+
+    files = sorted(scores.glob("*.parquet"))
+    return pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
+
+
 def kept_ids(directory: Path, columns: list[str]) -> set[tuple[str, ...]]:
     import polars as pl
 
@@ -126,7 +133,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--responses", type=int, default=5, help="responses per prompt")
     parser.add_argument("--margin", type=float, default=0.0, help="build-dpo --margin")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", type=Path, default=None, help="keep the generated table and outputs here")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the table and outputs here (a table already there with --rows rows is reused)",
+    )
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="time rmdata only (the pandas baseline needs ~1.6 GB per 1M rows)"
+    )
     parser.add_argument("--baseline", choices=["filter", "build-dpo"], help=argparse.SUPPRESS)
     parser.add_argument("--scores", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -138,7 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         scores = work / "scores"
         start = time.perf_counter()
-        generate(scores, args.rows, args.responses, args.seed)
+        if table_rows(scores) != args.rows:
+            shutil.rmtree(scores, ignore_errors=True)
+            generate(scores, args.rows, args.responses, args.seed)
         result: dict[str, Any] = {"benchmark": "curate_scale", "rows": args.rows, "responses": args.responses,
                                   "generate_s": round(time.perf_counter() - start, 1),
                                   "load_avg_1m_before": round(os.getloadavg()[0], 2)}  # fmt: skip
@@ -153,19 +170,24 @@ def main(argv: list[str] | None = None) -> None:
                           ["prompt_id", "chosen_id", "rejected_id"], ("dpo", "dpo-pandas")),
         }  # fmt: skip
         for name, (ours, theirs, ids, (a, b)) in runs.items():
-            rmdata_run, pandas_run = timed(ours), timed(theirs)
-            same = kept_ids(work / a, ids) == kept_ids(work / b, ids)
-            result[name] = {
-                "rmdata": rmdata_run,
-                "pandas": pandas_run,
-                "rows_out": len(kept_ids(work / a, ids)),
-                "same_kept_ids": same,
-                "speedup": round(pandas_run["seconds"] / rmdata_run["seconds"], 2),
-                "memory_ratio": round(rmdata_run["peak_rss_mb"] / pandas_run["peak_rss_mb"], 3),
-                "targets": {"seconds<30": rmdata_run["seconds"] < 30, "peak_rss<4GB": rmdata_run["peak_rss_mb"] < 4096},
-            }  # fmt: skip
+            for path in (work / a, work / b):
+                shutil.rmtree(path, ignore_errors=True)
+            rmdata_run = timed(ours)
+            entry: dict[str, Any] = {"rmdata": rmdata_run, "rows_out": len(kept_ids(work / a, ids))}
+            if not args.skip_baseline:
+                pandas_run = timed(theirs)
+                entry["pandas"] = pandas_run
+                entry["same_kept_ids"] = kept_ids(work / a, ids) == kept_ids(work / b, ids)
+                entry["speedup"] = round(pandas_run["seconds"] / rmdata_run["seconds"], 2)
+                entry["memory_ratio"] = round(rmdata_run["peak_rss_mb"] / pandas_run["peak_rss_mb"], 3)
+            entry["targets"] = {
+                "seconds<30": rmdata_run["seconds"] < 30,
+                "peak_rss<4GB": rmdata_run["peak_rss_mb"] < 4096,
+            }
+            result[name] = entry
         result["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
-        result["all_same_kept_ids"] = all(result[n]["same_kept_ids"] for n in runs)
+        if not args.skip_baseline:
+            result["all_same_kept_ids"] = all(result[n]["same_kept_ids"] for n in runs)
         print(json.dumps(result))
     finally:
         if args.keep is None:
