@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from rmdata.curate.ranking import REASON
 from rmdata.curate.source import ROW, ScoreTable
-from rmdata.dataset_dir import DATA_DIR
+from rmdata.dataset_dir import DATA_DIR, shard_path
 from rmdata.errors import RmdataError
 from rmdata.io import atomic_path, write_text_atomic
 
@@ -93,32 +93,64 @@ def write_sft(table: ScoreTable, kept: pl.DataFrame, directory: Path) -> list[di
     return _sink(frame, directory)
 
 
+PAIRS_PER_SHARD = 500_000
+
+
 def write_dpo(table: ScoreTable, pairs: pl.DataFrame, directory: Path) -> list[dict[str, Any]]:
     """TRL conversational preference rows: ``prompt``, ``chosen``, ``rejected`` (one assistant message each),
-    rewards, scores, margin, ids, then the carried columns of each side as ``chosen_<c>`` / ``rejected_<c>``."""
+    rewards, scores, margin, ids, then the carried columns of each side as ``chosen_<c>`` / ``rejected_<c>``.
+
+    Memory stays bounded by one shard: one streaming pass copies the rows that are in a pair to a staging
+    file (sorted by ``_row``); then each shard of ``PAIRS_PER_SHARD`` pairs (sorted by chosen row) reads back
+    only its rows, pruned by row-group statistics on ``_row``, and joins them in memory. A streaming join of
+    the pairs against the whole table instead held every text in its hash table (14 GB at 10M rows).
+    """
     extra = carried(table)
-    side = {
-        prefix: table.scan().select(
-            pl.col(ROW).alias(f"{prefix}_row"),
-            *([pl.col("prompt"), pl.col("prompt_id")] if prefix == "chosen" else []),
-            pl.col("response_id").alias(f"{prefix}_id"),
-            pl.col("response").alias(f"_{prefix}_text"),
-            pl.col("reward").alias(f"{prefix}_reward"),
-            *(pl.col(c).alias(f"{prefix}_{c}") for c in extra),
+    staged = directory / ".pair-rows.parquet"
+    used = pl.concat([pairs.get_column("chosen_row"), pairs.get_column("rejected_row")]).unique()
+    columns = [ROW, "prompt", "prompt_id", "response_id", "response", "reward", *extra]
+    table.scan().filter(pl.col(ROW).is_in(used.implode())).select(columns).sink_parquet(
+        staged, engine="streaming", row_group_size=20_000
+    )
+    data = directory / DATA_DIR
+    data.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for index, start in enumerate(range(0, pairs.height, PAIRS_PER_SHARD)):
+        chunk = pairs.slice(start, PAIRS_PER_SHARD)
+        needed = pl.concat([chunk.get_column("chosen_row"), chunk.get_column("rejected_row")]).unique()
+        rows = (
+            pl.scan_parquet(staged)
+            .filter(pl.col(ROW).is_between(needed.min(), needed.max()))
+            .filter(pl.col(ROW).is_in(needed.implode()))
+            .collect()
         )
-        for prefix in ("chosen", "rejected")
-    }
-    frame = (
-        pairs.select("chosen_row", "rejected_row", "chosen_score", "rejected_score", "margin").lazy()
-        .join(side["chosen"], on="chosen_row", how="inner", maintain_order="left")
-        .join(side["rejected"], on="rejected_row", how="inner", maintain_order="left")
-        .select(
-            "prompt", _assistant("_chosen_text").alias("chosen"), _assistant("_rejected_text").alias("rejected"),
-            "chosen_reward", "rejected_reward", "margin", "prompt_id", "chosen_id", "rejected_id",
-            "chosen_score", "rejected_score", *(f"{p}_{c}" for c in extra for p in ("chosen", "rejected")),
-        )
-    )  # fmt: skip
-    return _sink(frame, directory)
+        sides = {
+            prefix: rows.select(
+                pl.col(ROW).alias(f"{prefix}_row"),
+                *([pl.col("prompt"), pl.col("prompt_id")] if prefix == "chosen" else []),
+                pl.col("response_id").alias(f"{prefix}_id"),
+                pl.col("response").alias(f"_{prefix}_text"),
+                pl.col("reward").alias(f"{prefix}_reward"),
+                *(pl.col(c).alias(f"{prefix}_{c}") for c in extra),
+            )
+            for prefix in ("chosen", "rejected")
+        }
+        frame = (
+            chunk.select("chosen_row", "rejected_row", "chosen_score", "rejected_score", "margin")
+            .join(sides["chosen"], on="chosen_row", how="inner", maintain_order="left")
+            .join(sides["rejected"], on="rejected_row", how="inner", maintain_order="left")
+            .select(
+                "prompt", _assistant("_chosen_text").alias("chosen"), _assistant("_rejected_text").alias("rejected"),
+                "chosen_reward", "rejected_reward", "margin", "prompt_id", "chosen_id", "rejected_id",
+                "chosen_score", "rejected_score", *(f"{p}_{c}" for c in extra for p in ("chosen", "rejected")),
+            )
+        )  # fmt: skip
+        path = shard_path(directory, index)
+        frame.write_parquet(path, compression="zstd")
+        shards.append({"path": f"{DATA_DIR}/{path.name}", "rows": frame.height, "bytes": path.stat().st_size})
+        del rows, sides, frame
+    staged.unlink()
+    return shards
 
 
 def check_rejects_path(path: Path, output: Path) -> None:
