@@ -83,15 +83,15 @@ def dataset_card(
 ) -> str:
     """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards.
 
-    ``size`` = (rows, total Parquet bytes) goes into ``dataset_info``. Give it: ``datasets`` caches a local
-    directory under its name and the card's header only, so without it every ``.../sft`` directory on a
-    machine shares one cache entry and ``load_dataset`` returns stale rows after a re-run.
+    ``size`` = (rows, total Parquet bytes): the bytes go into ``dataset_info.download_size``. Give it:
+    ``datasets`` (5.2) keys its cache of a local directory on the directory's name and the card's header
+    only, so without it every ``.../sft`` directory on a machine shares one cache entry and
+    ``load_dataset`` returns another run's rows.
     """
     header = ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train"]
     header.append(f"    path: {SHARD_GLOB}")
-    if size is not None:
-        header += ["dataset_info:", "  config_name: default", f"  download_size: {size[1]}", "  splits:"]
-        header += ["  - name: train", f"    num_examples: {size[0]}"]
+    if size is not None:  # (rows, bytes): only the byte count goes in, a partial `splits` entry draws a warning
+        header += ["dataset_info:", "  config_name: default", f"  download_size: {size[1]}"]
     if pretty_name:
         header.append(f"pretty_name: {json.dumps(pretty_name)}")
     if tags:

@@ -40,3 +40,14 @@ def test_dpo_rows_are_conversational_preferences(tmp_path: Path) -> None:
     assert rendered["prompt"] == "<|im_start|>user\nquestion p1<|im_end|>\n<|im_start|>assistant\n"
     assert rendered["chosen"] == "answer a<|im_end|>\n" and rendered["rejected"] == "answer b<|im_end|>\n"
     assert example["chosen_reward"] - example["rejected_reward"] == pytest.approx(example["margin"])
+
+
+def test_a_rerun_into_the_same_directory_is_not_served_from_the_datasets_cache(tmp_path: Path) -> None:
+    """datasets caches a local directory by its name and card header: the card carries the data's byte count so a
+    re-run with other rules is read afresh (without it the second load returned the first run's 2 rows)."""
+    rows = ROWS + [row("p1", "e", 1.0), row("p2", "f", 2.5)]
+    cache = str(tmp_path / "hf-cache")
+    filter_rows(tmp_path, rows, top_k=1)
+    assert datasets.load_dataset(str(tmp_path / "sft"), split="train", cache_dir=cache).num_rows == 2
+    filter_rows(tmp_path, rows, top_k=2)
+    assert datasets.load_dataset(str(tmp_path / "sft"), split="train", cache_dir=cache).num_rows == 4
