@@ -73,10 +73,25 @@ def shard_path(directory: Path, index: int) -> Path:
     return directory / DATA_DIR / f"train-{index:05d}.parquet"
 
 
-def dataset_card(title: str, body: str, *, pretty_name: str | None = None, tags: Sequence[str] = ()) -> str:
-    """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards."""
+def dataset_card(
+    title: str,
+    body: str,
+    *,
+    pretty_name: str | None = None,
+    tags: Sequence[str] = (),
+    size: tuple[int, int] | None = None,
+) -> str:
+    """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards.
+
+    ``size`` = (rows, total Parquet bytes): the bytes go into ``dataset_info.download_size``. Give it:
+    ``datasets`` (5.2) keys its cache of a local directory on the directory's name and the card's header
+    only, so without it every ``.../sft`` directory on a machine shares one cache entry and
+    ``load_dataset`` returns another run's rows.
+    """
     header = ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train"]
     header.append(f"    path: {SHARD_GLOB}")
+    if size is not None:  # (rows, bytes): only the byte count goes in, a partial `splits` entry draws a warning
+        header += ["dataset_info:", "  config_name: default", f"  download_size: {size[1]}"]
     if pretty_name:
         header.append(f"pretty_name: {json.dumps(pretty_name)}")
     if tags:

@@ -26,6 +26,30 @@ RESPONSE_TOO_LONG = "response_too_long"
 IDENTICAL_AFTER_TRUNCATION = "identical_after_truncation"
 # tokens: a pair longer than one packed row (data.max_packed_length)
 OVER_MAX_PACKED_LENGTH = "over_max_packed_length"
+# curate: a scored row whose reward is null or NaN
+MISSING_REWARD = "missing_reward"
+# curate: the same response text as a better-scored response of the same prompt
+DUPLICATE_RESPONSE = "duplicate_response"
+# curate: the prompt has fewer distinct responses than the command needs (--min-responses; 2 for build-dpo)
+TOO_FEW_RESPONSES = "too_few_responses"
+# filter: the score is under --min-score
+BELOW_MIN_SCORE = "below_min_score"
+# filter: not among the --top-k best responses of its prompt
+OUTSIDE_TOP_K = "outside_top_k"
+# filter: not among the best --top-p fraction of all rows
+OUTSIDE_TOP_P = "outside_top_p"
+# build-dpo: the prompt has two or more distinct responses but no pair passed --margin and --tie-epsilon
+NO_PAIR = "no_pair"
+# build-dpo: the prompt has pairs, but this response is in none of them (strategy or --max-pairs-per-prompt)
+UNPAIRED = "unpaired"
+# build-dpo, a candidate pair: the score gap is not above --tie-epsilon
+TIE = "tie"
+# build-dpo, a candidate pair: the score gap is under --margin
+BELOW_MARGIN = "below_margin"
+# build-dpo, a candidate pair: passed the rules, but its prompt already has --max-pairs-per-prompt larger gaps
+OVER_MAX_PAIRS = "over_max_pairs"
+# build-dpo, a candidate pair (best-vs-random): passed the rules, but the seeded draw chose another
+NOT_DRAWN = "not_drawn"
 
 REASONS: dict[str, str] = {
     INVALID_RECORD: "the record breaks a rule of its format",
@@ -35,6 +59,18 @@ REASONS: dict[str, str] = {
     RESPONSE_TOO_LONG: "the response and reward token do not fit max_length, even with the prompt cut away",
     IDENTICAL_AFTER_TRUNCATION: "chosen and rejected are the same tokens once the prompt is cut",
     OVER_MAX_PACKED_LENGTH: "the pair is longer than one packed row (data.max_packed_length)",
+    MISSING_REWARD: "the scored row has no reward (null or NaN)",
+    DUPLICATE_RESPONSE: "the same response text as a better-scored response of the same prompt",
+    TOO_FEW_RESPONSES: "the prompt has fewer distinct responses than needed (--min-responses; 2 for build-dpo)",
+    BELOW_MIN_SCORE: "the score is under --min-score",
+    OUTSIDE_TOP_K: "not among the --top-k best responses of its prompt",
+    OUTSIDE_TOP_P: "not among the best --top-p fraction of all rows",
+    NO_PAIR: "the prompt has two or more distinct responses, but no pair passes --margin and --tie-epsilon",
+    UNPAIRED: "the prompt has pairs, but this response is in none (strategy or --max-pairs-per-prompt)",
+    TIE: "a candidate pair whose score gap is not above --tie-epsilon",
+    BELOW_MARGIN: "a candidate pair whose score gap is under --margin",
+    OVER_MAX_PAIRS: "a candidate pair beyond --max-pairs-per-prompt (larger gaps kept first)",
+    NOT_DRAWN: "a candidate pair that passed the rules, but best-vs-random's seeded draw chose another",
 }
 
 

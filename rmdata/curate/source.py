@@ -1,0 +1,87 @@
+"""The score table curation reads: ``rmdata score`` output directories, or Parquet files with its columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rmdata.dataset_dir import DATA_DIR, read_marker
+from rmdata.errors import RmdataError
+
+DEFAULT_SCORES = "rmdata-out/scores"
+REQUIRED = ("prompt_id", "response_id", "prompt", "response", "reward")
+ROW = "_row"  # the row's position in the scanned inputs: the key that joins decisions back to texts
+MAKE_ONE = "make one with `rmdata score CORPUS` (it writes rmdata-out/scores; --output DIR for another place)"
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """The Parquet files of one or more score outputs, read as one table."""
+
+    files: tuple[str, ...]
+    schema: dict[str, pl.DataType]
+    inputs: tuple[str, ...]
+
+    def scan(self) -> pl.LazyFrame:
+        """All rows, in file order, with ``_row`` (0-based position) in front."""
+        return pl.scan_parquet(list(self.files)).with_row_index(ROW)
+
+    def has(self, column: str) -> bool:
+        return column in self.schema
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    if path.is_file():
+        if path.suffix != ".parquet":
+            raise RmdataError(f"{path} is not a score output (a Parquet file or directory); {MAKE_ONE}")
+        return [path]
+    if not path.is_dir():
+        raise RmdataError(f"{path} does not exist; {MAKE_ONE}")
+    marker = read_marker(path)
+    if marker is not None and marker["kind"] != "scores":
+        raise RmdataError(f"{path} is an rmdata {marker['kind']} directory, not a score output; {MAKE_ONE}")
+    files = sorted((path / DATA_DIR).glob("*.parquet")) or sorted(path.rglob("*.parquet"))
+    if not files:
+        raise RmdataError(f"{path} holds no Parquet files, so it is not a score output; {MAKE_ONE}")
+    return files
+
+
+def open_scores(inputs: Sequence[str | Path]) -> ScoreTable:
+    """Resolve INPUT paths to their Parquet files and check the columns curation needs.
+
+    Every file must have the same columns (``rmdata score`` writes them so); the error names the first
+    file that lacks one and the command that makes a score output.
+    """
+    paths = [Path(p) for p in inputs] or [Path(DEFAULT_SCORES)]
+    files = [f for p in paths for f in _parquet_files(p)]
+    schema: dict[str, pl.DataType] | None = None
+    for f in files:
+        try:
+            this = dict(pl.read_parquet_schema(f))
+        except Exception as err:  # polars raises several types for a broken file
+            raise RmdataError(f"{f}: not a readable Parquet file ({err}); {MAKE_ONE}") from err
+        missing = [c for c in REQUIRED if c not in this]
+        if missing:
+            raise RmdataError(
+                f"{f} is not a score output: it has no {', '.join(missing)} column(s) "
+                f"(has {', '.join(this) or 'none'}); {MAKE_ONE}"
+            )
+        if schema is None:
+            schema = this
+        elif this != schema:
+            raise RmdataError(f"{f} has other columns or types than {files[0]}; curate one score output at a time")
+    assert schema is not None
+    if not isinstance(schema["prompt"], pl.List):
+        raise RmdataError(f"{files[0]}: column prompt must be a message list (score output); {MAKE_ONE}")
+    return ScoreTable(tuple(str(f) for f in files), schema, tuple(str(p) for p in paths))
+
+
+def check_column(table: ScoreTable, column: str, flag: str, *, numeric: bool = False) -> None:
+    """A ``--by`` or length column must exist (the error lists the columns there are)."""
+    if not table.has(column):
+        raise RmdataError(f"{flag} {column}: no such column in the score table; columns: {', '.join(table.schema)}")
+    if numeric and not table.schema[column].is_numeric():
+        raise RmdataError(f"{flag}: column {column} is {table.schema[column]}, not a number")
