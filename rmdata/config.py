@@ -57,8 +57,10 @@ class ModelConfig:
     lora_rank: int = _opt(16, "LoRA rank: higher = more capacity, more memory")
     lora_alpha: int = _opt(32, "LoRA scaling numerator (scale = alpha / rank)")
     lora_dropout: float = _opt(0.05, "dropout on the LoRA input")
-    attention: Literal["auto", "flash_varlen", "sdpa_varlen", "eager_varlen"] = _opt(
-        "auto", "varlen attention backend; auto = flash-attn on CUDA when installed, else per-segment SDPA"
+    attention: Literal["auto", "flash_varlen", "torch_varlen", "sdpa_varlen", "eager_varlen"] = _opt(
+        "auto",
+        "varlen attention backend; auto = flash-attn on CUDA when installed, else torch's varlen_attn on CUDA, "
+        "else per-segment SDPA",
     )
     dtype: Literal["auto", "float32", "bfloat16"] = _opt(
         "auto", "weights dtype; auto = bfloat16 autocast on CUDA, float32 on CPU"
@@ -108,6 +110,14 @@ class TrainConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Scale-out under torchrun (README "Scale-out"); both knobs are inert in a single process."""
+
+    fsdp: bool = _opt(False, "shard parameters, gradients and optimizer state across ranks (FSDP2, full finetune)")
+    sequence_parallel: int = _opt(1, "ranks that split each packed row (Ulysses all-to-all attention); 1 = off")
+
+
+@dataclass
 class Recipe:
     name: str = _opt("run", "run name; the default output is rmdata-out/runs/<name>")
     output_dir: str | None = _opt(None, "run directory; None = rmdata-out/runs/<name>")
@@ -115,6 +125,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "inputs, templates and packing"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "InternLM2 reward loss"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "optimizer and loop"})
+    parallel: ParallelConfig = field(default_factory=ParallelConfig, metadata={"help": "torchrun scale-out"})
 
 
 # ---------------------------------------------------------------- type checking and coercion
