@@ -70,6 +70,16 @@ def launch_ranks(env: dict[str, str] | None = None) -> tuple[int, int, int] | No
     return None
 
 
+def is_main_process() -> bool:
+    """Rank 0 of the running process group, or of the launcher's ranks before one exists; True alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    launched = launch_ranks()
+    return launched is None or launched[0] == 0
+
+
 def backend_for(device_type: str) -> str:
     """NCCL for CUDA tensors, gloo for CPU tensors."""
     return "nccl" if device_type == "cuda" else "gloo"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +118,7 @@ class Parallel:
         if not self.world.distributed:
             return loss, sums, tokens
         values = torch.cat([torch.tensor([loss, float(tokens)], dtype=torch.float64), sums.double()])
-        all_reduce_sum(values * (self.world.sp_rank == 0), self.world)
+        values = all_reduce_sum(values * (self.world.sp_rank == 0), self.world)
         return float(values[0]), values[2:], int(values[1])
 
     def any(self, flag: bool) -> bool:
@@ -246,6 +247,8 @@ def _fully_shard(model: torch.nn.Module, device: torch.device, world_size: int) 
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule, fully_shard
 
+    # RewardModel returns a view ([n, 1] -> [n]); the loop only slices it, never writes into it in place.
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
     mesh = init_device_mesh(device.type, (world_size,))
     trunk: Any = getattr(model, "trunk", model)
     layer_names = set(getattr(trunk, "_no_split_modules", None) or [])
