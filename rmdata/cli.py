@@ -92,6 +92,10 @@ def train(
 
     run = run_dir_for(resolved, output_dir)
     result = run_training(resolved, run, resume=resume, overwrite=overwrite)
+    from rmdata.distributed import is_main_process  # parallel: under torchrun only rank 0 prints
+
+    if not is_main_process():  # parallel
+        raise typer.Exit(130 if result.interrupted else 0)  # parallel
     if result.interrupted:
         typer.echo(f"interrupted at step {result.steps}; checkpoint saved. Continue with: rmdata train --resume ...")
         raise typer.Exit(130)

@@ -20,11 +20,12 @@ import torch
 
 from rmdata.config import Recipe
 from rmdata.progress import TrainProgress
-from rmdata.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from rmdata.train.checkpoint import list_checkpoints
 from rmdata.train.data import describe, plan_steps, prepare_training_data
 from rmdata.train.evaluate import evaluate_pairs
 from rmdata.train.losses import LossSpec, metric_means, reward_loss, reward_metric_sums
 from rmdata.train.optim import build_optimizer, lr_factor, set_lr
+from rmdata.train.parallel import setup_parallel  # parallel
 from rmdata.train.runs import (
     RunDir,
     append_metrics,
@@ -112,22 +113,26 @@ def train(
     show_progress: bool = True,
 ) -> TrainResult:
     """Run (or resume) training as the recipe says; returns where it stopped and the final metrics."""
-    from rmdata.model.export import save_reward_model
     from rmdata.model.reward_model import build_reward_model, load_tokenizer
     from rmdata.tokens.templates import resolve_reward_token
 
     # Everything that can fail on bad input runs before the run directory is touched.
     check_run_dir(run, recipe, resume=resume, overwrite=overwrite)
-    device = pick_device(recipe.train.device)
+    par = setup_parallel(recipe, pick_device(recipe.train.device))  # parallel: process group (torchrun)
+    par.barrier()  # parallel: every rank checked the run directory before rank 0 writes to it
+    device = par.device  # parallel: cuda:LOCAL_RANK under torchrun
     tokenizer = load_tokenizer(recipe.model)
     reward_token = resolve_reward_token(tokenizer, recipe.model.reward_token, recipe.model.reward_token_id)
     data = prepare_training_data(recipe, tokenizer, reward_token)
     torch.manual_seed(recipe.train.seed)
     built = build_reward_model(recipe.model, tokenizer, reward_token, device=device)
     model = built.model
+    par.wrap(built)  # parallel: sequence parallel and/or FSDP2, in place
 
-    start_run(run, recipe, overwrite=overwrite)
-    if data.rejects:
+    if par.is_main:  # parallel: rank 0 writes run files
+        start_run(run, recipe, overwrite=overwrite)
+    par.barrier()  # parallel
+    if data.rejects and par.is_main:  # parallel: rank 0
         from rmdata.io import write_rejects
 
         write_rejects(run.rejects / "train.jsonl", data.rejects)
@@ -142,9 +147,10 @@ def train(
 
     start_step, resumed_from = 0, None
     if resume and (found := list_checkpoints(run.checkpoints)):
-        start_step = resumed_from = int(load_checkpoint(found[-1], model, optimizer)["step"])
-        truncate_metrics(run, start_step)
-    elif run.metrics.exists():
+        start_step = resumed_from = int(par.load_checkpoint(found[-1], model, optimizer)["step"])  # parallel
+        if par.is_main:  # parallel: rank 0
+            truncate_metrics(run, start_step)
+    elif run.metrics.exists() and par.is_main:  # parallel: rank 0
         run.metrics.unlink()
 
     run_info: dict[str, Any] = {
@@ -158,36 +164,41 @@ def train(
         "data": data.summary,
         "steps": {"total": len(steps), "warmup": warmup, "grad_accum": cfg.grad_accum},
         "resumed_from": resumed_from,
+        "parallel": par.describe(),  # parallel
     }
-    write_json(run.run_json, run_info)
+    if par.is_main:  # parallel: rank 0
+        write_json(run.run_json, run_info)
 
     model.train()
     step = start_step
     interrupted = False
     params = [p for p in model.parameters() if p.requires_grad]
-    with _StopFlag() as stop, TrainProgress(len(steps), start_step, enabled=show_progress) as progress:
+    with _StopFlag() as stop, TrainProgress(len(steps), start_step, enabled=show_progress and par.is_main) as progress:
         progress.note(describe(data.summary, str(run.rejects / "train.jsonl") if data.rejects else None))
         progress.note(f"attention: {built.attention.name} ({built.attention.reason}); {dtype_reason}")
+        progress.note(f"parallel: {par.describe()}")  # parallel
         if resumed_from is not None:
             progress.note(f"resumed from step {resumed_from}")
         while step < len(steps):
             began = time.perf_counter()
-            rows = steps[step]
-            step_pairs = sum(len(row.units) for row in rows)
+            micro = par.micro_steps(steps[step])  # parallel: this rank's share of the step's packs
+            step_pairs = par.total_pairs(micro)  # parallel: all-reduced pair count
             sums = torch.zeros(5, dtype=torch.float64)
             step_loss, tokens = 0.0, 0
-            for row in rows:
+            for row, weight in micro:  # parallel: weight 0.0 = FSDP filler pass
                 batch = data.train.batch(row).to(device)
                 margin = torch.tensor(data.train.margins(row), device=device)
                 with autocast:
                     scores = model(batch)
                 chosen, rejected = scores[0::2], scores[1::2]
-                loss = reward_loss(chosen, rejected, num_pairs=step_pairs, spec=spec, margin=margin)
+                loss = reward_loss(chosen, rejected, num_pairs=step_pairs, spec=spec, margin=margin) * weight
                 loss.backward()
                 step_loss += float(loss.detach())
-                sums += reward_metric_sums(chosen, rejected).cpu()
-                tokens += batch.num_tokens
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+                sums += reward_metric_sums(chosen, rejected).cpu() * weight  # parallel: weight
+                tokens += batch.num_tokens * int(weight)  # parallel: weight
+            par.sync_grads(params)  # parallel: sum gradients over ranks
+            step_loss, sums, tokens = par.reduce_metrics(step_loss, sums, tokens)  # parallel
+            grad_norm = par.clip_grad_norm(params, cfg.max_grad_norm)  # parallel: global norm (FSDP shards)
             lr = set_lr(optimizer, lr_factor(step, len(steps), warmup, cfg.min_lr_ratio))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -196,20 +207,21 @@ def train(
             metrics = {"loss": step_loss, **metric_means(sums), "lr": lr, "grad_norm": float(grad_norm)}
             metrics["tokens_per_s"] = tokens / seconds
             progress.update(step, metrics)
-            if step % cfg.log_steps == 0 or step == len(steps):
+            if (step % cfg.log_steps == 0 or step == len(steps)) and par.is_main:  # parallel: rank 0
                 append_metrics(run, {"step": step, "split": "train", **_rounded(metrics)})
             if data.eval is not None and cfg.eval_steps and step % cfg.eval_steps == 0 and step < len(steps):
                 held_out = evaluate_pairs(model, data.eval, spec, device, autocast)
-                append_metrics(run, {"step": step, "split": "eval", **_rounded(held_out)})
+                if par.is_main:  # parallel: rank 0
+                    append_metrics(run, {"step": step, "split": "eval", **_rounded(held_out)})
                 progress.note(f"step {step}: eval accuracy {held_out['accuracy']:.3f}, loss {held_out['loss']:.4f}")
             if cfg.save_steps and step % cfg.save_steps == 0 and step < len(steps):
-                save_checkpoint(
+                par.save_checkpoint(  # parallel: rank 0 writes (full state under FSDP)
                     run.checkpoints, step, model, optimizer, {"total_steps": len(steps)}, cfg.keep_checkpoints
                 )
             if on_step is not None:
                 on_step(step, metrics)
-            if stop.requested and step < len(steps):
-                save_checkpoint(
+            if par.any(stop.requested) and step < len(steps):  # parallel: all ranks stop together
+                par.save_checkpoint(  # parallel
                     run.checkpoints, step, model, optimizer, {"total_steps": len(steps)}, cfg.keep_checkpoints
                 )
                 interrupted = True
@@ -217,17 +229,19 @@ def train(
 
     if interrupted:
         run_info["interrupted_at"] = step
-        write_json(run.run_json, run_info)
+        if par.is_main:  # parallel: rank 0
+            write_json(run.run_json, run_info)
         return TrainResult(run, step, None, interrupted=True)
 
     final_eval = evaluate_pairs(model, data.eval, spec, device, autocast) if data.eval is not None else None
-    if final_eval is not None:
+    if final_eval is not None and par.is_main:  # parallel: rank 0
         append_metrics(run, {"step": step, "split": "eval", **_rounded(final_eval)})
         write_json(run.eval_json, final_eval)
-    save_reward_model(built, run.final)
+    par.export(built, recipe, run.final)  # parallel: rank 0 writes final/ (full state under FSDP)
     run_info["completed_steps"] = step
-    write_json(run.run_json, run_info)
-    point_latest(run)
+    if par.is_main:  # parallel: rank 0
+        write_json(run.run_json, run_info)
+        point_latest(run)
     return TrainResult(run, step, final_eval, interrupted=False)
 
 
