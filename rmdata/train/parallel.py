@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 
 
 class Parallel:
-    """This rank's world and the parallel knobs of the recipe (``parallel.fsdp``, ``parallel.sequence_parallel``)."""
+    """This rank's world and the parallel knobs of the recipe (``parallel.fsdp``, ``parallel.sequence_parallel``).
+
+    Collectives run on ``device`` tensors (NCCL takes CUDA tensors only; gloo CPU ones).
+    """
 
     def __init__(self, world: World, fsdp: bool, device: torch.device) -> None:
         self.world = world
@@ -86,7 +89,7 @@ class Parallel:
     def total_pairs(self, micro: list[tuple[PackRow, float]]) -> int:
         """Pairs in the whole step over every rank (each sequence-parallel group counted once)."""
         local = sum(len(row.units) for row, weight in micro if weight) if self.world.sp_rank == 0 else 0
-        return int(all_reduce_sum(torch.tensor([local], dtype=torch.int64), self.world).item())
+        return int(all_reduce_sum(torch.tensor([local], dtype=torch.int64, device=self.device), self.world).item())
 
     def sync_grads(self, params: list[torch.nn.Parameter]) -> None:
         """Sum gradients over ranks (DP and SP), so every rank holds the single-process gradient."""
@@ -117,15 +120,15 @@ class Parallel:
         """Step loss, metric sums and token count over every rank (each sequence-parallel group once)."""
         if not self.world.distributed:
             return loss, sums, tokens
-        values = torch.cat([torch.tensor([loss, float(tokens)], dtype=torch.float64), sums.double()])
-        values = all_reduce_sum(values * (self.world.sp_rank == 0), self.world)
+        values = torch.cat([torch.tensor([loss, float(tokens)], dtype=torch.float64), sums.double().cpu()])
+        values = all_reduce_sum((values * (self.world.sp_rank == 0)).to(self.device), self.world).cpu()
         return float(values[0]), values[2:], int(values[1])
 
     def any(self, flag: bool) -> bool:
         """True on every rank when it is true on one (a Ctrl-C seen by one rank stops all at the same step)."""
         if not self.world.distributed:
             return flag
-        return bool(all_reduce_sum(torch.tensor([int(flag)]), self.world).item())
+        return bool(all_reduce_sum(torch.tensor([int(flag)], device=self.device), self.world).item())
 
     def barrier(self) -> None:
         barrier(self.world)
