@@ -111,7 +111,7 @@ class TrainConfig:
 
 @dataclass
 class ParallelConfig:
-    """Scale-out under torchrun (README "Scale-out"); both knobs are inert in a single process."""
+    """Scale-out under torchrun (README "Scale-out"); fsdp does nothing in a single process."""
 
     fsdp: bool = _opt(False, "shard parameters, gradients and optimizer state across ranks (FSDP2, full finetune)")
     sequence_parallel: int = _opt(1, "ranks that split each packed row (Ulysses all-to-all attention); 1 = off")
