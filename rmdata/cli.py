@@ -102,6 +102,10 @@ def train(
 
     run = run_dir_for(resolved, output_dir)
     result = run_training(resolved, run, resume=resume, overwrite=overwrite)
+    from rmdata.distributed import is_main_process  # parallel: under torchrun only rank 0 prints
+
+    if not is_main_process():  # parallel
+        raise typer.Exit(130 if result.interrupted else 0)  # parallel
     if result.interrupted:
         typer.echo(f"interrupted at step {result.steps}; checkpoint saved. Continue with: rmdata train --resume ...")
         raise typer.Exit(130)
@@ -314,6 +318,8 @@ def _print_eval(result: dict[str, object]) -> None:
     if isinstance(bench2, dict):
         subsets = ", ".join(f"{k} {v:.4f}" for k, v in bench2["subsets"].items())
         typer.echo(f"RewardBench 2: overall {bench2['overall']:.4f} ({subsets})")
+
+
 # --- curation: rmdata filter, rmdata build-dpo (rmdata/curate) ---------------------------------------------------
 
 _SCORES_HELP = "rmdata score outputs or Parquet files with their columns (default: rmdata-out/scores)."

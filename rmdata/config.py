@@ -38,7 +38,7 @@ MAX_STEPS = 10**9  # optimizer steps a run may plan: far beyond any real run, sm
 LossKind = Literal["ranking", "focal"]
 Penalty = Literal["log_barrier", "l2", "none"]
 FinetuneMode = Literal["full", "lora", "qlora"]
-AttentionName = Literal["auto", "flash_varlen", "sdpa_varlen", "eager_varlen"]
+AttentionName = Literal["auto", "flash_varlen", "torch_varlen", "sdpa_varlen", "eager_varlen"]
 DtypeName = Literal["auto", "float32", "bfloat16"]
 TinyArch = Literal["llama", "qwen2"]
 OnError = Literal["raise", "skip"]
@@ -155,7 +155,9 @@ class ModelConfig(_Section):
     lora_alpha: int = _opt(32, "LoRA scaling numerator (scale = alpha / rank)", gt=0)
     lora_dropout: float = _opt(0.05, "dropout on the LoRA input", ge=0.0, lt=1.0)
     attention: AttentionName = _opt(
-        "auto", "varlen attention backend; auto = flash-attn on CUDA when installed, else per-segment SDPA"
+        "auto",
+        "varlen attention backend; auto = flash-attn on CUDA when installed, else torch's varlen_attn on CUDA, "
+        "else per-segment SDPA",
     )
     dtype: DtypeName = _opt("auto", "weights dtype; auto = bfloat16 autocast on CUDA, float32 on CPU")
     gradient_checkpointing: bool = _opt(False, "recompute activations in backward: less memory, ~30% slower")
@@ -233,6 +235,17 @@ class TrainConfig(_Section):
 
 
 @dataclass
+class ParallelConfig(_Section):
+    """Scale-out under torchrun (README "Scale-out"); fsdp does nothing in a single process."""
+
+    SECTION: ClassVar[str] = "parallel"
+    fsdp: bool = _opt(False, "shard parameters, gradients and optimizer state across ranks (FSDP2, full finetune)")
+    sequence_parallel: int = _opt(
+        1, "ranks that split each packed row (Ulysses all-to-all attention); 1 = off", ge=1, le=4096
+    )
+
+
+@dataclass
 class Recipe:
     name: str = _opt("run", "run name; the default output is rmdata-out/runs/<name>")
     output_dir: str | None = _opt(None, "run directory; None = rmdata-out/runs/<name>")
@@ -240,6 +253,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "inputs, templates and packing"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "InternLM2 reward loss"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "optimizer and loop"})
+    parallel: ParallelConfig = field(default_factory=ParallelConfig, metadata={"help": "torchrun scale-out"})
 
 
 # ---------------------------------------------------------------- type checking and coercion

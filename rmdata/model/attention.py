@@ -5,6 +5,8 @@ transformers' ``AttentionInterface`` (the attention function every layer calls) 
 (the function that would otherwise build a dense ``T x T`` block mask), under the names in ``HF_NAMES``:
 
 - ``flash_varlen``: flash-attn's ``flash_attn_varlen_func`` (CUDA, fp16/bf16), one kernel for the whole row;
+- ``torch_varlen``: torch's own ``torch.nn.attention.varlen.varlen_attn`` (CUDA, fp16/bf16), the same without
+  the flash-attn package (``rmdata.model.torch_varlen``);
 - ``sdpa_varlen``: ``torch.nn.functional.scaled_dot_product_attention`` once per sequence (CPU and GPU);
 - ``eager_varlen``: the same loop with an explicit matmul-softmax, the reference for parity tests.
 
@@ -33,6 +35,7 @@ from rmdata.errors import RmdataError
 
 if TYPE_CHECKING:
     import torch
+
 
 BACKENDS = tuple(name for name in choices(AttentionName) if name != "auto")  # model.attention's backends
 HF_NAMES = {name: f"rmdata_{name}" for name in BACKENDS}  # names in transformers' AttentionInterface
@@ -65,7 +68,8 @@ def choose_attention(requested: str, device: torch.device | str, compute_dtype: 
     """Resolve ``model.attention`` (auto or a backend name) for a model computing in ``compute_dtype``.
 
     ``auto`` takes flash_varlen when flash-attn imports, the device is CUDA and compute is fp16/bf16
-    (weights or autocast), else sdpa_varlen. An explicit flash_varlen that cannot run is an error.
+    (weights or autocast); else torch_varlen (torch's varlen_attn) on CUDA with fp16/bf16 compute; else
+    sdpa_varlen. An explicit flash_varlen or torch_varlen that cannot run is an error.
     """
     import torch
 
@@ -76,6 +80,13 @@ def choose_attention(requested: str, device: torch.device | str, compute_dtype: 
     if requested in ("sdpa_varlen", "eager_varlen"):
         return AttentionChoice(requested, f"model.attention={requested}")
     device_type = torch.device(device).type
+    from rmdata.model.torch_varlen import torch_varlen_problem  # torch_varlen hook
+
+    torch_problem = torch_varlen_problem(device_type, compute_dtype)  # torch_varlen hook
+    if requested == "torch_varlen":  # torch_varlen hook
+        if torch_problem is not None:
+            raise RmdataError(f"model.attention=torch_varlen cannot run: {torch_problem}; use sdpa_varlen")
+        return AttentionChoice("torch_varlen", "model.attention=torch_varlen")
     problem = flash_attn_problem()
     if problem is None and device_type != "cuda":
         problem = f"flash-attn needs a CUDA device, the model is on {device_type}"
@@ -90,17 +101,21 @@ def choose_attention(requested: str, device: torch.device | str, compute_dtype: 
         return AttentionChoice("flash_varlen", "model.attention=flash_varlen")
     if problem is None:
         return AttentionChoice("flash_varlen", "auto: flash-attn is installed, CUDA device, half-precision compute")
+    if torch_problem is None:  # torch_varlen hook: CUDA without flash-attn
+        return AttentionChoice("torch_varlen", f"auto: {problem}; torch's own varlen_attn runs packed rows on CUDA")
     return AttentionChoice("sdpa_varlen", f"auto: {problem}; per-sequence SDPA is exact on any device")
 
 
 def register_varlen_attention() -> None:
-    """Register the three backends and their no-``T x T`` mask function with transformers (idempotent)."""
+    """Register the backends and their no-``T x T`` mask function with transformers (idempotent)."""
     from transformers import AttentionInterface, AttentionMaskInterface
 
     from rmdata.model.kernels import eager_varlen_attention, flash_varlen_attention, sdpa_varlen_attention
+    from rmdata.model.torch_varlen import torch_varlen_attention  # torch_varlen hook
 
     functions = {
         "flash_varlen": flash_varlen_attention,
+        "torch_varlen": torch_varlen_attention,  # torch_varlen hook
         "sdpa_varlen": sdpa_varlen_attention,
         "eager_varlen": eager_varlen_attention,
     }

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from rmdata.config import ModelConfig
+    from rmdata.model.sequence_parallel import SequenceParallel
     from rmdata.tokens.batching import PackedBatch
     from rmdata.tokens.reward_token import RewardToken
 
@@ -74,6 +75,7 @@ class RewardModel(nn.Module):
         device = embeddings.weight.device
         self.value_head = nn.Linear(hidden, 1, bias=False, device=device, dtype=torch.float32)
         nn.init.zeros_(self.value_head.weight)
+        self.sequence_parallel: SequenceParallel | None = None  # set by rmdata.model.sequence_parallel
 
     def forward(self, batch: PackedBatch) -> torch.Tensor:
         """Scores ``[n]`` (float32) of the ``n`` sequences of one packed row ``[1, T]``."""
@@ -83,6 +85,8 @@ class RewardModel(nn.Module):
                 f"a packed sequence does not end with the reward token {self.reward_token.text!r} "
                 f"(id {self.reward_token.id}); append it to every sequence before packing"
             )
+        if self.sequence_parallel is not None:  # this rank runs its chunk of the row (Ulysses)
+            return self.sequence_parallel.forward(self, batch)
         out = self.trunk(
             input_ids=batch.input_ids,
             position_ids=batch.position_ids,

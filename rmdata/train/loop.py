@@ -26,11 +26,12 @@ from rmdata.config import Recipe, recipe_to_dict
 from rmdata.errors import RmdataError
 from rmdata.model.reward_model import BuiltModel, autocast_for, pick_device
 from rmdata.progress import TrainProgress, logger
-from rmdata.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from rmdata.train.checkpoint import list_checkpoints
 from rmdata.train.data import StepPlan, TrainingData, describe, prepare_training_data
 from rmdata.train.evaluate import evaluate_pairs
 from rmdata.train.losses import metric_means, reward_loss, reward_metric_sums, zero_metric_sums
 from rmdata.train.optim import build_optimizer, lr_factor, set_lr
+from rmdata.train.parallel import Parallel, setup_parallel
 from rmdata.train.runs import (
     RunDir,
     append_metrics,
@@ -69,11 +70,14 @@ class Session:
     autocast: AbstractContextManager[object]
     start_step: int
     run_info: dict[str, Any]
+    par: Parallel  # this process's place under torchrun (one process: a no-op)
 
     def checkpoint(self, step: int) -> None:
         state = {"total_steps": len(self.steps), "recipe": recipe_to_dict(self.recipe)}
         cfg = self.recipe.train
-        save_checkpoint(self.run.checkpoints, step, self.built.model, self.optimizer, state, cfg.keep_checkpoints)
+        self.par.save_checkpoint(  # rank 0 writes; the full state under FSDP
+            self.run.checkpoints, step, self.built.model, self.optimizer, state, cfg.keep_checkpoints
+        )
 
 
 class _StopFlag:
@@ -130,7 +134,9 @@ def setup(recipe: Recipe, run: RunDir, *, resume: bool, overwrite: bool) -> Sess
     check_run_dir(run, recipe, resume=resume, overwrite=overwrite)
     if resume:
         check_resumable(run)
-    device = pick_device(recipe.train.device)
+    par = setup_parallel(recipe, pick_device(recipe.train.device))  # joins the process group under torchrun
+    par.barrier()  # every rank checked the run directory before rank 0 writes to it
+    device = par.device
     tokenizer = load_tokenizer(recipe.model)
     reward_token = resolve_reward_token(tokenizer, recipe.model.reward_token, recipe.model.reward_token_id)
     data = prepare_training_data(recipe, tokenizer, reward_token)
@@ -140,18 +146,21 @@ def setup(recipe: Recipe, run: RunDir, *, resume: bool, overwrite: bool) -> Sess
     )
     torch.manual_seed(cfg.seed)
     built = build_reward_model(recipe.model, tokenizer, reward_token, device=device)
+    par.wrap(built)  # sequence parallel and/or FSDP2, in place, before the optimizer sees the parameters
     optimizer = build_optimizer(built.model, cfg.lr, cfg.head_lr, cfg.weight_decay)
-    start_step = restore(run, built, optimizer, recipe, len(steps)) if resume else 0
+    start_step = restore(run, built, optimizer, recipe, len(steps), par) if resume else 0
 
-    start_run(run, recipe, overwrite=overwrite)
-    if data.drops:
-        from rmdata.io import write_rejects
+    if par.is_main:  # rank 0 writes the run files
+        start_run(run, recipe, overwrite=overwrite)
+        if data.drops:
+            from rmdata.io import write_rejects
 
-        write_rejects(run.rejects / "train.jsonl", [d.to_json() for d in data.drops])
-    if resume:
-        truncate_metrics(run, start_step)
-    elif run.metrics.exists():
-        run.metrics.unlink()
+            write_rejects(run.rejects / "train.jsonl", [d.to_json() for d in data.drops])
+        if resume:
+            truncate_metrics(run, start_step)
+        elif run.metrics.exists():
+            run.metrics.unlink()
+    par.barrier()
     autocast, dtype, dtype_reason = autocast_for(recipe.model.dtype, device)
     warmup = math.ceil(cfg.warmup_ratio * len(steps))
     run_info: dict[str, Any] = {
@@ -165,13 +174,17 @@ def setup(recipe: Recipe, run: RunDir, *, resume: bool, overwrite: bool) -> Sess
         "data": data.summary,
         "steps": {"total": len(steps), "warmup": warmup, "grad_accum": cfg.grad_accum},
         "resumed_from": start_step if resume else None,
+        "parallel": par.describe(),
     }
-    write_json(run.run_json, run_info)
-    log.info(describe(data.summary, str(run.rejects / "train.jsonl") if data.drops else None))
-    log.info(f"compute: {dtype_reason}")
-    if resume:
-        log.info(f"resumed from step {start_step} of {len(steps)}")
-    return Session(recipe, run, device, built, data, steps, warmup, optimizer, autocast, start_step, run_info)
+    if par.is_main:
+        write_json(run.run_json, run_info)
+        log.info(describe(data.summary, str(run.rejects / "train.jsonl") if data.drops else None))
+        log.info(f"compute: {dtype_reason}")
+        if par.world.distributed:
+            log.info(f"parallel: {par.describe()}")
+        if resume:
+            log.info(f"resumed from step {start_step} of {len(steps)}")
+    return Session(recipe, run, device, built, data, steps, warmup, optimizer, autocast, start_step, run_info, par)
 
 
 def check_resumable(run: RunDir) -> None:
@@ -193,10 +206,12 @@ def check_resumable(run: RunDir) -> None:
         )
 
 
-def restore(run: RunDir, built: BuiltModel, optimizer: torch.optim.Optimizer, recipe: Recipe, total: int) -> int:
+def restore(
+    run: RunDir, built: BuiltModel, optimizer: torch.optim.Optimizer, recipe: Recipe, total: int, par: Parallel
+) -> int:
     """Load the newest checkpoint into the model and optimizer after checking it belongs to this plan."""
     path = list_checkpoints(run.checkpoints)[-1]
-    state = load_checkpoint(path, built.model, optimizer)
+    state = par.load_checkpoint(path, built.model, optimizer)
     saved_total = state.get("total_steps")
     if saved_total != total:
         raise RmdataError(
@@ -231,25 +246,28 @@ def run_steps(session: Session, on_step: StepHook | None, show_progress: bool) -
     cfg, run, total = session.recipe.train, session.run, len(session.steps)
     step = session.start_step
     session.built.model.train()
-    with _StopFlag() as stop, TrainProgress(total, step, enabled=show_progress) as progress:
+    main = session.par.is_main  # only rank 0 prints and writes
+    with _StopFlag() as stop, TrainProgress(total, step, enabled=show_progress and main) as progress:
         while step < total:
             metrics = optimizer_step(session, step)
             step += 1
             progress.update(step, metrics)
-            if step % cfg.log_steps == 0 or step == total:
+            if main and (step % cfg.log_steps == 0 or step == total):
                 append_metrics(run, {"step": step, "split": "train", **_rounded(metrics)})
             if cfg.eval_steps and step % cfg.eval_steps == 0 and step < total and session.data.eval is not None:
                 held_out = evaluate_pairs(
                     session.built.model, session.data.eval, session.recipe.loss, session.device, session.autocast
                 )
-                append_metrics(run, {"step": step, "split": "eval", **_rounded(held_out)})
-                log.info(f"step {step}: eval accuracy {held_out['accuracy']:.3f}, loss {held_out['loss']:.4f}")
+                if main:
+                    append_metrics(run, {"step": step, "split": "eval", **_rounded(held_out)})
+                    log.info(f"step {step}: eval accuracy {held_out['accuracy']:.3f}, loss {held_out['loss']:.4f}")
             if on_step is not None:
                 on_step(step, metrics)
             periodic = bool(cfg.save_steps) and step % cfg.save_steps == 0
-            if step < total and (periodic or stop.requested):
+            stopping = session.par.any(stop.requested)  # a Ctrl-C seen by one rank stops all at this step
+            if step < total and (periodic or stopping):
                 session.checkpoint(step)
-                if stop.requested:
+                if stopping:
                     return step, True
     return step, False
 
@@ -258,28 +276,31 @@ def optimizer_step(session: Session, step: int) -> dict[str, float]:
     """One optimizer step (0-based ``step``) over its packed rows; returns the step's metrics."""
     began = time.perf_counter()
     model, data, device, cfg = session.built.model, session.data.train, session.device, session.recipe.train
-    rows = session.steps[step]
-    step_pairs = sum(len(row.units) for row in rows)
+    par = session.par
+    micro = par.micro_steps(session.steps[step])  # this rank's share of the step's packed rows
+    step_pairs = par.total_pairs(micro)  # pairs in the whole step, over every rank
+    params = [p for p in model.parameters() if p.requires_grad]
     sums = zero_metric_sums()
     step_loss, tokens = 0.0, 0
-    for row in rows:
+    for row, weight in micro:  # weight 0.0: a filler pass that keeps FSDP ranks in step
         batch = data.batch(row).to(device)
         margin = torch.tensor(data.margins(row), device=device)
         with session.autocast:
             scores = model(batch)
         chosen, rejected = scores[0::2], scores[1::2]
-        loss = reward_loss(chosen, rejected, num_pairs=step_pairs, spec=session.recipe.loss, margin=margin)
+        loss = reward_loss(chosen, rejected, num_pairs=step_pairs, spec=session.recipe.loss, margin=margin) * weight
         loss.backward()
         step_loss += float(loss.detach())
-        sums += reward_metric_sums(chosen, rejected).cpu()
-        tokens += batch.num_tokens
+        sums += reward_metric_sums(chosen, rejected).cpu() * weight
+        tokens += batch.num_tokens * int(weight)
+    par.sync_grads(params)  # sum gradients over ranks
+    step_loss, sums, tokens = par.reduce_metrics(step_loss, sums, tokens)
     if not math.isfinite(step_loss):
         raise RmdataError(
             f"step {step + 1}: the training loss is {step_loss} (not finite); the run stopped without saving a "
             f"model: lower train.lr (now {cfg.lr:g}) or check the data (margins, duplicated pairs)"
         )
-    params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
+    grad_norm = par.clip_grad_norm(params, cfg.max_grad_norm)  # the global norm (over shards under FSDP)
     lr = set_lr(session.optimizer, lr_factor(step, len(session.steps), session.warmup, cfg.min_lr_ratio))
     session.optimizer.step()
     session.optimizer.zero_grad(set_to_none=True)
@@ -299,19 +320,19 @@ def evaluate(session: Session, step: int) -> dict[str, float] | None:
     if not all(math.isfinite(v) for v in metrics.values()):
         bad = ", ".join(f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v))
         raise RmdataError(f"step {step}: the held-out evaluation is not finite ({bad}); no model was saved")
-    append_metrics(session.run, {"step": step, "split": "eval", **_rounded(metrics)})
-    write_json(session.run.eval_json, metrics)
+    if session.par.is_main:
+        append_metrics(session.run, {"step": step, "split": "eval", **_rounded(metrics)})
+        write_json(session.run.eval_json, metrics)
     return metrics
 
 
 def save(session: Session, step: int, final_eval: dict[str, float] | None) -> None:
     """Export the model to ``final/``, mark the run finished in run.json and point ``latest`` at it."""
-    from rmdata.model.export import save_reward_model
-
-    save_reward_model(session.built, session.run.final)
+    session.par.export(session.built, session.recipe, session.run.final)  # rank 0 (the full state under FSDP)
     session.run_info["completed_steps"] = step
-    write_json(session.run.run_json, session.run_info)
-    point_latest(session.run)
+    if session.par.is_main:
+        write_json(session.run.run_json, session.run_info)
+        point_latest(session.run)
 
 
 def _rounded(metrics: dict[str, float]) -> dict[str, float]:
