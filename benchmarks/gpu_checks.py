@@ -91,13 +91,13 @@ def matmul_ceiling(n: int = 8192, repeats: int = 20) -> float:
 
 
 def part_mfu(args: argparse.Namespace) -> dict[str, Any]:
-    from rmdata.config import ModelConfig, TinyModelConfig
+    from rmdata.config import LossConfig, ModelConfig, TinyModelConfig
     from rmdata.model.attention import choose_attention
     from rmdata.model.reward_model import build_reward_model
     from rmdata.model.tiny import REWARD_TOKEN, build_tiny_tokenizer
     from rmdata.tokens.batching import pack_sequences
-    from rmdata.tokens.templates import resolve_reward_token
-    from rmdata.train.losses import LossSpec, reward_loss
+    from rmdata.tokens.reward_token import resolve_reward_token
+    from rmdata.train.losses import reward_loss
 
     ceiling = matmul_ceiling()
     tokenizer = build_tiny_tokenizer()
@@ -139,7 +139,7 @@ def part_mfu(args: argparse.Namespace) -> dict[str, Any]:
                 began = time.perf_counter()
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 scores = model(batch)
-            reward_loss(scores[0::2], scores[1::2], num_pairs=n // 2, spec=LossSpec()).backward()
+            reward_loss(scores[0::2], scores[1::2], num_pairs=n // 2, spec=LossConfig()).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -36,15 +36,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rmdata.config import ModelConfig, TinyModelConfig
+from rmdata.config import LossConfig, ModelConfig, TinyModelConfig
 from rmdata.model.reward_model import build_reward_model
 from rmdata.model.tiny import REWARD_TOKEN, build_tiny_tokenizer
 from rmdata.tokens.batching import pack_sequences
 from rmdata.tokens.packing import PackRow
-from rmdata.tokens.templates import resolve_reward_token
-from rmdata.train.losses import LossSpec, reward_loss
+from rmdata.tokens.reward_token import resolve_reward_token
+from rmdata.train.losses import reward_loss
 
-SPEC = LossSpec(kind="focal", penalty="log_barrier")
+SPEC = LossConfig(kind="focal", penalty="log_barrier")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,8 +8,8 @@ fp32 on CPU, bf16 autocast on CUDA) on the same pairs, with the same loss (rmdat
 barrier), AdamW and gradient clipping, and about the same number of pairs per optimizer step:
 
 - packed (rmdata): ``rmdata.tokens.packing.plan_pairs`` puts whole pairs into rows of ``--max-packed-length``
-  tokens, ``rmdata.tokens.batching.pack_sequences`` builds each row, and ``rmdata.model.reward_model``'s reward model scores
-  every sequence at its reward token with varlen attention (no token attends across sequences). A step is
+  tokens, ``rmdata.tokens.batching.pack_sequences`` builds each row, and ``rmdata.model.reward_model``'s reward
+  model scores every sequence at its reward token with varlen attention (no token attends across sequences). A step is
   ``--rows-per-step`` rows.
 - padded (the baseline, collated as TRL's RewardTrainer does): a batch of B pairs is one tensor of 2B rows,
   chosen_1..chosen_B then rejected_1..rejected_B, right-padded to its longest row, with an

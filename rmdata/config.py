@@ -31,7 +31,6 @@ import yaml
 from rmdata.data.formats import FORMATS
 from rmdata.errors import RmdataError
 
-BUILTIN_PREFIX = "builtin:"
 DEFAULT_RECIPE = "tiny-cpu"
 MAX_STEPS = 10**9  # optimizer steps a run may plan: far beyond any real run, small enough to refuse typos
 
@@ -418,11 +417,7 @@ def iter_keys(cls: type = Recipe, prefix: str = "") -> Iterator[tuple[str, str, 
 
 
 def resolve_data_path(path: str) -> str:
-    """``builtin:NAME`` -> the bundled data file rmdata ships; anything else unchanged."""
-    if not path.startswith(BUILTIN_PREFIX):
-        return path
-    name = path[len(BUILTIN_PREFIX) :]
-    bundled = resources.files("rmdata") / "resources" / "data" / f"{name}.jsonl"
-    if not bundled.is_file():
-        raise RmdataError(f"{path}: no bundled data set named {name!r}")
-    return str(bundled)
+    """``builtin:NAME`` -> the bundled data file rmdata ships; anything else unchanged (the data layer decides)."""
+    from rmdata.data.inputs import builtin_path
+
+    return builtin_path(path)

@@ -67,11 +67,32 @@ def file_kind(path: str) -> str:
     )
 
 
+BUILTIN_PREFIX = "builtin:"
+
+
+def builtin_path(path: str) -> str:
+    """``builtin:NAME`` -> the bundled data file rmdata ships (``rmdata/resources/data/NAME.jsonl``); else ``path``."""
+    if not path.startswith(BUILTIN_PREFIX):
+        return path
+    from importlib import resources
+
+    name = path[len(BUILTIN_PREFIX) :]
+    bundled = resources.files("rmdata") / "resources" / "data" / f"{name}.jsonl"
+    if not bundled.is_file():
+        shipped = sorted(
+            f.name.removesuffix(".jsonl") for f in (resources.files("rmdata") / "resources" / "data").iterdir()
+        )
+        raise RmdataError(f"{path}: no bundled data set named {name!r} (bundled: {', '.join(shipped)})")
+    return str(bundled)
+
+
 def resolve_input(path: str) -> InputInfo:
-    """What to read for one user path: the file itself, a directory's files of one split, or a Hub dataset.
+    """What to read for one user path: the file itself, a directory's files of one split, a bundled data set
+    (``builtin:NAME``), or a Hub dataset.
 
     A local path always wins: ``org/name`` is read from the Hub only when no such file or directory exists.
     """
+    path = builtin_path(path)
     if not path.strip():
         raise RmdataError(
             "an input path is empty (e.g. --set data.train= with nothing after it); give a file, a directory "

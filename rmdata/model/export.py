@@ -99,7 +99,7 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rmdata.model.internlm2 import is_internlm2, load_internlm2_reward  # InternLM2 hook: no remote code
-    from rmdata.tokens.templates import RewardToken
+    from rmdata.tokens.reward_token import RewardToken
 
     path = Path(path)
     if is_internlm2(path):  # InternLM2 hook (a directory, or a hub id in the HF cache)

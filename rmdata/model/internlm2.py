@@ -163,7 +163,7 @@ def load_internlm2_reward(
     from rmdata.model.attention import choose_attention
     from rmdata.model.internlm2_tokenizer import load_internlm2_tokenizer
     from rmdata.model.reward_model import RewardModel, built, compute_dtype
-    from rmdata.tokens.templates import RewardToken
+    from rmdata.tokens.reward_token import RewardToken
 
     path = local_dir(path) or Path(path)
     raw = read_config(path) or {}

@@ -32,10 +32,11 @@ import numpy as np
 
 from rmdata.data.drops import IDENTICAL_AFTER_TRUNCATION, RESPONSE_TOO_LONG, Drop, count_by_reason
 from rmdata.errors import RmdataError
-from rmdata.tokens.reward_token import RewardToken as RewardToken  # re-exported: rmdata.model.export imports it
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+    from rmdata.tokens.reward_token import RewardToken
 
 Row = Mapping[str, Any]
 

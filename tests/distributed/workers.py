@@ -9,14 +9,15 @@ from typing import Any
 
 import torch
 
+from rmdata.config import LossConfig
 from rmdata.distributed import init_distributed
 from rmdata.model.sequence_parallel import enable_sequence_parallel
 from rmdata.tokens.batching import pack_sequences
-from rmdata.train.losses import LossSpec, reward_loss
+from rmdata.train.losses import reward_loss
 from rmdata.train.parallel import Parallel
 from tests.core_helpers import build_tiny, random_sequences, randomize_head
 
-SPEC = LossSpec(kind="focal", penalty="log_barrier", penalty_weight=0.01)
+SPEC = LossConfig(kind="focal", penalty="log_barrier", penalty_weight=0.01)
 
 
 def row_loss_and_grads(lengths: Sequence[int], sequence_parallel: int, **model: Any) -> dict[str, Any]:

@@ -249,7 +249,7 @@ raise RuntimeError("planted remote code ran")
 def test_planted_remote_code_never_runs(tmp_path: Path) -> None:
     from rmdata.config import ModelConfig
     from rmdata.model.reward_model import build_reward_model, load_tokenizer
-    from rmdata.tokens.templates import resolve_reward_token
+    from rmdata.tokens.reward_token import resolve_reward_token
 
     llama = llama_source(VOCAB)
     directory = write_internlm2_checkpoint(tmp_path / "rm", llama, v_head=torch.randn(1, 64))
@@ -437,7 +437,7 @@ def test_a_hub_id_in_the_hf_cache_loads_offline(tmp_path: Path, monkeypatch: pyt
 
     from rmdata.config import ModelConfig
     from rmdata.model.reward_model import build_reward_model, load_tokenizer
-    from rmdata.tokens.templates import resolve_reward_token
+    from rmdata.tokens.reward_token import resolve_reward_token
 
     repo = tmp_path / "hub" / "models--internlm--tiny-reward"
     (repo / "refs").mkdir(parents=True)
