@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rmdata")
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 CONVERT_BIN = (
     'convert it once: python -c "from transformers import AutoModelForSequenceClassification as M; '
     "M.from_pretrained('DIR').save_pretrained('DIR-safetensors')\" (only for a checkpoint you trust)"
@@ -117,6 +123,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _kind_of(path: Path, config: dict[str, Any], trust_remote_code: bool) -> str:
     """Which loader takes ``path``; every refusal names the fix."""
+    from rmdata.model.internlm2 import is_internlm2
+
+    if is_internlm2(path):  # read by rmdata's own mapping: no file of the directory runs, auto_map or not
+        return "internlm2 reward"
     architectures = config.get("architectures") or []
     if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
         raise RmdataError(
@@ -213,11 +223,35 @@ def _load_sequence_classifier(
     )
 
 
+def _load_internlm2_reward(
+    path: Path, config: dict[str, Any], device: torch.device, dtype: torch.dtype, trust_remote_code: bool
+) -> ScoringModel:
+    """An InternLM2-Reward directory through rmdata's Llama mapping (``rmdata.model.internlm2``)."""
+    from rmdata.model.internlm2 import load_internlm2_reward
+
+    built = load_internlm2_reward(path, device=device, dtype=dtype)
+    model = built.model
+    return ScoringModel(
+        path=path,
+        kind="internlm2 reward",
+        trunk=model.trunk.eval().requires_grad_(False),
+        head=model.value_head.float().requires_grad_(False),
+        tokenizer=built.tokenizer,
+        reward_token_id=built.reward_token.id,
+        context_length=int(getattr(model.trunk.config, "max_position_embeddings", 0) or 4096),
+        device=device,
+        dtype=dtype,
+        attention=built.attention,
+        architecture="InternLM2ForRewardModel (read as Llama)",
+    )
+
+
 # One loader per kind of checkpoint (``_kind_of`` names the kind). An rmdata export is a sequence classifier
 # whose config names its reward token, so both load the same way.
 _LOADERS: dict[str, Callable[[Path, dict[str, Any], torch.device, torch.dtype, bool], ScoringModel]] = {
     "rmdata export": _load_sequence_classifier,
     "hf sequence classifier": _load_sequence_classifier,
+    "internlm2 reward": _load_internlm2_reward,
 }
 
 

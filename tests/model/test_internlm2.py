@@ -454,3 +454,37 @@ def test_a_hub_id_in_the_hf_cache_loads_offline(tmp_path: Path, monkeypatch: pyt
     tokenizer = load_tokenizer(cfg)
     built = build_reward_model(cfg, tokenizer, resolve_reward_token(tokenizer, None, REWARD_ID))
     assert type(built.model.trunk).__name__ == "LlamaModel" and len(tokenizer) == VOCAB
+
+
+def test_rmdata_score_reads_an_internlm2_reward_dir_with_its_own_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rmdata score --model DIR` on an InternLM2-Reward layout (auto_map, a planted modeling file): the scores
+    are the mapped model's own, and the planted file never runs."""
+    import polars as pl
+
+    from tests.hostile.cli import run_cli
+
+    llama = llama_source(VOCAB)
+    directory = write_internlm2_checkpoint(tmp_path / "rm", llama, v_head=torch.randn(1, 64))
+    marker = tmp_path / "marker"
+    (directory / "modeling_internlm2.py").write_text(PLANTED.format(marker=str(marker)))
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [{"prompt": f"say {w}", "response": f"{w} {w}!"} for w in ("alpha", "beta", "gamma")]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = run_cli(
+        ["score", str(corpus), "--model", str(directory), "-o", str(tmp_path / "scores")], monkeypatch, tmp_path
+    )
+    assert result.code == 0, result.err
+    assert not marker.exists()
+    scored = pl.read_parquet(tmp_path / "scores" / "data" / "*.parquet")
+    assert scored["model"].n_unique() == 1 and scored.height == 3
+    built = load_reward_model(directory)  # the same mapping, scored alone, one conversation at a time
+    tokenizer = built.tokenizer
+    for row, reward in zip(rows, scored["reward"].to_list(), strict=True):
+        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [built.reward_token.id]
+        with torch.no_grad():
+            alone = float(built.model(pack_sequences([ids]))[0])
+        assert reward == pytest.approx(alone, abs=1e-5)
