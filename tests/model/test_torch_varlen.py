@@ -93,9 +93,16 @@ def test_the_installed_signature_is_one_rmdata_knows() -> None:
 @pytest.mark.parametrize("release", list(RELEASES))
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_tiny_model_scores_match_sdpa_varlen(monkeypatch: pytest.MonkeyPatch, release: str, arch: str) -> None:
-    """bf16 trunk, GQA (4 query, 2 KV heads): torch_varlen through transformers equals per-segment SDPA."""
+    """bf16 trunk, GQA (4 query, 2 KV heads): torch_varlen through transformers equals per-segment SDPA.
+
+    The trunk is 32 wide (no 4-bit layer here, so the 64-multiple rule does not apply): the width the tolerance
+    below was set for; bf16 rounding through a wider trunk spreads further (a 64-wide Qwen2 differs by 1.2%).
+    """
+    from rmdata.config import TinyModelConfig
+
     monkeypatch.setattr(torch_varlen, "load_varlen_attn", lambda: RELEASES[release])
-    built = build_tiny(arch, dtype="bfloat16")
+    sizes = TinyModelConfig(arch=arch, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
+    built = build_tiny(arch, dtype="bfloat16", tiny=sizes)
     model = built.model.eval()
     randomize_head(model)
     batch = pack_sequences(random_sequences((23, 9, 40, 17), built.reward_token.id))
