@@ -204,6 +204,7 @@ def score(
 
     Each valid input row gives one output row, in input order: prompt_id, response_id, prompt, response,
     reward, num_tokens, truncated, model, and every input column. Re-running after a kill resumes.
+    Under torchrun the ranks split the shards and give the single-process rows (README: Scale-out).
     """
     import shlex
 
@@ -224,7 +225,16 @@ def score(
         save_to_disk=save_to_disk,
         trust_remote_code=trust_remote_code,
     )
-    result = run_score(cfg, "rmdata " + shlex.join(sys.argv[1:]), show_progress=sys.stderr.isatty())
+    from rmdata.distributed import is_main_process  # under torchrun only rank 0 prints, errors included
+
+    try:
+        result = run_score(cfg, "rmdata " + shlex.join(sys.argv[1:]), show_progress=sys.stderr.isatty())
+    except RmdataError:
+        if not is_main_process():  # every rank raised the same error at the same check point
+            raise typer.Exit(2) from None
+        raise
+    if not is_main_process():
+        return
     m = result.model
     typer.echo(f"model: {m.path} ({m.architecture}, {str(m.dtype).removeprefix('torch.')} on {m.device.type})")
     typer.echo(f"rule: {m.rule}")

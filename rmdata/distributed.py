@@ -169,3 +169,31 @@ def barrier(world: World) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def agree(world: World, error: Exception | None, payload: Any = None) -> list[Any]:
+    """A collective check point: every rank passes its error (or None) and a small payload.
+
+    When any rank failed, every rank raises: the failed ones their own error, the others an RmdataError
+    naming the lowest failed rank and its message, so no rank goes on to a barrier that another will never
+    reach. Otherwise returns every rank's payload, by rank. One process: raises ``error`` or returns
+    ``[payload]``.
+    """
+    if not world.distributed:
+        if error is not None:
+            raise error
+        return [payload]
+    import torch.distributed as dist
+
+    message = None
+    if error is not None:
+        message = str(error) if isinstance(error, RmdataError) else f"{type(error).__name__}: {error}"
+    gathered: list[Any] = [None] * world.world_size
+    dist.all_gather_object(gathered, (message, payload))
+    failed = [(rank, text) for rank, (text, _) in enumerate(gathered) if text is not None]
+    if failed:
+        if error is not None:
+            raise error
+        rank, text = failed[0]
+        raise RmdataError(f"rank {rank} of {world.world_size} stopped: {text}")
+    return [item for _, item in gathered]

@@ -3,11 +3,18 @@
 Order of effects: every check that can refuse (the model directory, every input record under the default
 ``--on-error fail``, the output directory) runs before anything is written, so a refused run leaves no
 output behind. Then each block of ``shard_rows`` input rows (``rmdata.score.shards``) is tokenized,
-folded for duplicates, scored (``rmdata.score.engine``) and committed; the card is written last.
+folded for duplicates run-wide (``rmdata.score.dedup``), scored (``rmdata.score.engine``) and committed; the
+manifest's totals and the card are written last.
+
+Under ``torchrun`` (or SLURM) every rank runs the same checks; :func:`rmdata.distributed.agree` is the check
+point after each phase, so when one rank refuses or fails, every rank raises instead of waiting for it.
+Rank 0 alone prepares the output directory, writes ``rejects.jsonl``, merges the manifest, writes the card
+and the ``--save-to-disk`` copy; each rank scores and commits its own blocks (``shards.rank_of``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,24 +29,27 @@ import numpy as np
 from rmdata.data.drops import Drop
 from rmdata.data.stream import ScanReport, scan, stream
 from rmdata.dataset_dir import DATA_DIR, check_replaceable, read_marker, save_arrow_copy, write_marker
+from rmdata.distributed import World, agree, init_distributed, launch_ranks
 from rmdata.errors import RmdataError
 from rmdata.io import write_jsonl
 from rmdata.model.loading import ScoringModel, load_scoring_model
+from rmdata.score.blocks import BlockScorer
 from rmdata.score.config import ScoreConfig
-from rmdata.score.dedup import unique_rows
-from rmdata.score.engine import resolve_batch_tokens, resolve_layout, score_sequences
+from rmdata.score.dedup import ContentIds, SharedScores, id_keys
+from rmdata.score.engine import resolve_batch_tokens, resolve_layout
 from rmdata.score.output import scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
-from rmdata.score.sequences import conversation_columns, encode_conversations
-from rmdata.score.shards import Manifest, blocks, content_digest
+from rmdata.score.shards import PARTS_DIR, Manifest, blocks, content_digest, rank_of
+
+TOTALS = ("rows", "scored", "duplicates", "copied", "truncated", "tokens")
 
 
 @dataclass
 class ScoreResult:
     output: Path
     rows: int
-    scored: int  # sequences run through the model by this process (resumed shards excluded)
-    duplicates: int
+    scored: int  # sequences run through the model by this run, all ranks (resumed shards excluded)
+    duplicates: int  # rows that reused another row's score, run-wide
     truncated: int
     resumed_rows: int
     invalid: int
@@ -47,6 +57,28 @@ class ScoreResult:
     model: ScoringModel
     layout: str
     manifest: dict[str, Any]
+
+
+@dataclass
+class _Run:
+    """Everything a run is, decided before anything is written."""
+
+    cfg: ScoreConfig
+    world: World
+    model: ScoringModel
+    report: ScanReport
+    drops: list[Drop]
+    layout: str
+    max_length: int
+    batch_tokens: int
+    out: Path
+    manifest: Manifest
+    keys: np.ndarray  # uint64 content id of every valid row, in row order
+    shared: SharedScores
+
+    @property
+    def expected(self) -> int:
+        return -(-self.report.valid_rows // self.cfg.shard_rows)
 
 
 def input_fingerprint(report: ScanReport) -> str:
@@ -57,12 +89,81 @@ def input_fingerprint(report: ScanReport) -> str:
 
 
 def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> ScoreResult:
-    """Run one scoring job per ``cfg``; see the module docstring for the order of effects."""
+    """Run one scoring job per ``cfg`` on this process's rank; see the module docstring for the order of effects."""
+    world = join_ranks(cfg.device)
+    run: _Run | None = None
+    error: Exception | None = None
+    try:
+        run = _prepare(cfg, command, world)
+    except Exception as err:
+        error = err
+    agree(world, error)
+    assert run is not None
+    _on_main(run, _start_output)
+    start = time.perf_counter()
+    local: dict[str, Any] = {}
+    try:
+        local = _score_owned(run, show_progress=show_progress and world.is_main)
+    except Exception as err:
+        error = err
+        if world.distributed:
+            with contextlib.suppress(OSError):  # the check point below tells the others in any case
+                run.manifest.note_stopped(str(err))
+    stats = agree(world, error, local)
+    totals = _on_main(run, lambda r: _finish(r, stats))
+    return ScoreResult(
+        output=run.out,
+        rows=totals["rows"],
+        scored=sum(s["scored"] for s in stats),
+        duplicates=totals["duplicates"],
+        truncated=totals["truncated"],
+        resumed_rows=sum(s["resumed"] for s in stats),
+        invalid=run.report.invalid,
+        seconds=time.perf_counter() - start,
+        model=run.model,
+        layout=run.layout,
+        manifest=run.manifest.data,
+    )
+
+
+def join_ranks(device: str) -> World:
+    """This process's place in a torchrun/SLURM launch (world size 1 without one): ``cuda:LOCAL_RANK`` on
+    CUDA; on CPU one torch thread per rank unless ``OMP_NUM_THREADS`` says otherwise."""
+    launched = launch_ranks()
+    if launched is None or launched[1] == 1:
+        return World()
+    import torch
+
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(launched[2])
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+    return init_distributed("cuda" if cuda else "cpu")
+
+
+def _on_main(run: _Run, step: Any) -> Any:
+    """``step(run)`` on rank 0, then a check point; every rank gets rank 0's result."""
+    result, error = None, None
+    if run.world.is_main:
+        try:
+            result = step(run)
+        except Exception as err:
+            error = err
+    return agree(run.world, error, result)[0]
+
+
+def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
+    """Every check that can refuse, in order; nothing is written."""
     model = load_scoring_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     drops: list[Drop] = []
     if cfg.on_error not in ("fail", "skip"):
         raise RmdataError(f"--on-error {cfg.on_error!r}: use fail or skip")
-    report = scan(cfg.inputs, on_error=cfg.on_error, on_drop=drops.append)  # type: ignore[arg-type]
+    if cfg.shard_rows < 1:
+        raise RmdataError(f"shard_rows={cfg.shard_rows}: a shard needs at least one row")
+    ids = ContentIds()
+    on_drop = drops.append if world.is_main else None
+    report = scan(cfg.inputs, on_error=cfg.on_error, on_drop=on_drop, on_rows=ids)  # type: ignore[arg-type]
     if report.kind != "corpus":
         raise RmdataError(
             f"{', '.join(cfg.inputs)} holds preference pairs; `rmdata score` scores single responses: evaluate "
@@ -76,59 +177,90 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
     out = Path(cfg.output)
     check_replaceable(out, ["scores"], flag="--no-resume")
     identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
-    manifest = Manifest.open(out, identity, resume=cfg.resume and read_marker(out) is not None)
-    if not cfg.resume and out.exists():
-        for name in (DATA_DIR, "manifest.json", "README.md", "rejects.jsonl"):
+    resume = cfg.resume and read_marker(out) is not None
+    manifest = Manifest.open(out, identity, resume=resume, rank=world.rank, world_size=world.world_size)
+    keys = ids.keys()
+    if len(keys) != report.valid_rows:
+        raise RmdataError(
+            f"the first pass saw {len(keys)} rows and counted {report.valid_rows}; this is a bug in rmdata"
+        )
+    shared = SharedScores.find(keys, cfg.shard_rows)
+    return _Run(cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, keys, shared)
+
+
+def _start_output(run: _Run) -> None:
+    """Rank 0: replace (``--no-resume``) or create the marked directory, write the rejects, clear a killed run's
+    temporary files."""
+    out = run.out
+    if not run.cfg.resume and out.exists():
+        for name in (DATA_DIR, PARTS_DIR, "manifest.json", "README.md", "rejects.jsonl"):
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    _create_marked(out, model.fingerprint)
-    if drops:
-        write_jsonl(out / "rejects.jsonl", (d.to_json() for d in drops))
-    expected = -(-report.valid_rows // cfg.shard_rows)
-    manifest.remove_stale(expected)
+    _create_marked(out, run.model.fingerprint)
+    if run.drops:
+        write_jsonl(out / "rejects.jsonl", (d.to_json() for d in run.drops))
+    run.manifest.remove_stale(run.expected)
 
-    totals = {"rows": 0, "scored": 0, "duplicates": 0, "truncated": 0, "tokens": 0}
-    resumed = scored_now = 0
-    start = time.perf_counter()
-    columns: list[str] = []
-    with ScoreProgress(report.valid_rows, enabled=show_progress) as progress:
-        for index, block in enumerate(blocks(stream(report, batch_rows=cfg.shard_rows), cfg.shard_rows)):
+
+def _score_owned(run: _Run, *, show_progress: bool) -> dict[str, Any]:
+    """Score and commit this rank's blocks in order; what this rank did (rows scored, resumed, the columns)."""
+    cfg, world, manifest = run.cfg, run.world, run.manifest
+    size = cfg.shard_rows
+    owned_rows = sum(
+        min(size, run.report.valid_rows - k * size)
+        for k in range(run.expected)
+        if rank_of(k, world.world_size) == world.rank
+    )
+    label = "score" if not world.distributed else f"score (rank {world.rank} of {world.world_size})"
+    done = {"scored": 0, "resumed": 0, "columns": []}
+    digests: list[str] = []
+    with ScoreProgress(owned_rows, label, enabled=show_progress) as progress:
+        scorer = BlockScorer(run.model, run.max_length, run.batch_tokens, run.layout, run.shared, manifest, progress)
+        for index, block in enumerate(blocks(stream(run.report, batch_rows=size), size)):
             ids = block["response_id"].to_list()
+            if not np.array_equal(id_keys(ids), run.keys[index * size : index * size + len(ids)]):
+                raise RmdataError(
+                    f"{', '.join(cfg.inputs)}: rows {index * size}..{index * size + len(ids) - 1} differ from the "
+                    "first read; the input changed while rmdata read it: run again once it is complete"
+                )
             digest = content_digest(ids)
+            digests.append(digest)
+            if rank_of(index, world.world_size) != world.rank:
+                continue
             entry = manifest.committed(index, digest)
-            if entry is None:
-                entry, arrays = _score_block(model, block, ids, max_length, batch_tokens, layout, progress)
-                frame = scored_frame(block, *arrays, model.fingerprint)
-                manifest.commit(index, frame, {"digest": digest, **entry})
-                scored_now += entry["scored"]
-                columns = frame.columns
-            else:
-                resumed += entry["rows"]
+            if entry is not None:
+                done["resumed"] += entry["rows"]
                 progress.skip(entry["rows"])
-            for key in totals:
-                totals[key] += entry[key]
-    manifest.data.update(totals=totals, resumed_rows=resumed, complete=True)
+                continue
+            counts, (rewards, num_tokens, truncated) = scorer.score(index, block, ids, digests)
+            frame = scored_frame(block, rewards, num_tokens, truncated, run.model.fingerprint)
+            manifest.commit(index, frame, {"digest": digest, **counts})
+            done["scored"] += counts["scored"]
+            done["columns"] = frame.columns
+    return done
+
+
+def _finish(run: _Run, stats: list[dict[str, Any]]) -> dict[str, int]:
+    """Rank 0, once every rank is done: the manifest (parts merged, totals), the card, the Arrow copy."""
+    manifest = run.manifest
+    manifest.merge_parts()
+    shards = manifest.data["shards"]
+    missing = [k for k in range(run.expected) if str(k) not in shards]
+    if missing:
+        raise RmdataError(f"{run.out}: shards {missing[:5]} are not listed after every rank finished; this is a bug")
+    totals = {key: sum(int(shards[str(k)].get(key, 0)) for k in range(run.expected)) for key in TOTALS}
+    resumed = sum(s["resumed"] for s in stats)
+    manifest.data.update(totals=totals, resumed_rows=resumed, ranks=run.world.world_size, complete=True)
     manifest.save()
-    if not columns:  # every shard was resumed
+    columns = next((s["columns"] for s in stats if s["columns"]), None)
+    if columns is None:  # every shard was resumed
         import polars as pl
 
-        columns = pl.scan_parquet(out / DATA_DIR / "*.parquet").collect_schema().names()
-    write_card(out, manifest.data, columns)
-    if cfg.save_to_disk:
-        save_arrow_copy(out, Path(cfg.save_to_disk))
-    return ScoreResult(
-        output=out,
-        rows=totals["rows"],
-        scored=scored_now,
-        duplicates=totals["duplicates"],
-        truncated=totals["truncated"],
-        resumed_rows=resumed,
-        invalid=report.invalid,
-        seconds=time.perf_counter() - start,
-        model=model,
-        layout=layout,
-        manifest=manifest.data,
-    )
+        columns = pl.scan_parquet(run.out / DATA_DIR / "*.parquet").collect_schema().names()
+    write_card(run.out, manifest.data, columns)
+    if run.cfg.save_to_disk:
+        save_arrow_copy(run.out, Path(run.cfg.save_to_disk))
+    return totals
 
 
 def _create_marked(out: Path, fingerprint: str) -> None:
@@ -144,35 +276,6 @@ def _create_marked(out: Path, fingerprint: str) -> None:
     if out.exists():
         out.rmdir()  # check_replaceable let it through: it is empty
     os.rename(tmp, out)
-
-
-def _score_block(
-    model: ScoringModel,
-    block: Any,
-    ids: list[str],
-    max_length: int,
-    batch_tokens: int,
-    layout: str,
-    progress: ScoreProgress,
-) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Tokenize, fold duplicates, score one block: its counts, and rewards, num_tokens, truncated per row."""
-    first, inverse = unique_rows(ids)
-    prompts, responses, sources = conversation_columns(block[first.tolist()])
-    seqs = encode_conversations(
-        model.tokenizer, prompts, responses, sources, max_length=max_length, reward_token_id=model.reward_token_id
-    )
-    rewards = score_sequences(model, seqs.tokens, batch_tokens=batch_tokens, layout=layout, progress=progress.scored)
-    progress.skip(len(ids) - len(first))
-    lengths = seqs.lengths
-    truncated = seqs.truncated[inverse]
-    counts = {
-        "rows": len(ids),
-        "scored": len(first),
-        "duplicates": len(ids) - len(first),
-        "truncated": int(truncated.sum()),
-        "tokens": int(lengths[inverse].sum()),
-    }
-    return counts, (rewards[inverse], lengths[inverse].astype(np.int32), truncated)
 
 
 def _identity(
@@ -192,6 +295,7 @@ def _identity(
         "on_error": cfg.on_error,
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": model.device.type,
+        "dedup": "run-wide",  # copies of a (prompt, response) anywhere in the run share its first score
     }
     settings["fingerprint"] = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return {

@@ -122,3 +122,56 @@ def train_runs(rank: int, recipe_args: list[str], root: Path, crash_at: int) -> 
     with contextlib.suppress(RuntimeError):
         train(recipe, RunDir(root / "crashed"), on_step=crash, show_progress=False)
     train(recipe, RunDir(root / "crashed"), resume=True, show_progress=False)
+
+
+def score_rows(rank: int, source: str, model: str, out: str, shard_rows: int, exit_after: int | None = None) -> None:
+    """``rmdata score`` on this rank; ``exit_after``: rank 1 dies (exit code 3) right after its n-th commit."""
+    import os
+
+    from rmdata.score.config import ScoreConfig
+    from rmdata.score.run import score
+    from rmdata.score.shards import Manifest
+
+    if exit_after is not None and rank == 1:
+        real_commit = Manifest.commit
+        commits = {"n": 0}
+
+        def commit(self: Manifest, *args: Any, **kwargs: Any) -> None:
+            real_commit(self, *args, **kwargs)
+            commits["n"] += 1
+            if commits["n"] == exit_after:
+                os._exit(3)
+
+        Manifest.commit = commit  # type: ignore[method-assign]
+    cfg = ScoreConfig(inputs=[source], model=model, output=out, shard_rows=shard_rows)
+    result = score(cfg, "test", show_progress=False)
+    torch.save({"scored": result.scored, "resumed": result.resumed_rows}, Path(out).with_suffix(f".{rank}.pt"))
+
+
+def score_failures(rank: int, source: str, model: str, root: str, shard_rows: int) -> None:
+    """Two runs where only rank 1 fails: a refusal in the checks, then an error while scoring its first
+    block (rank 0 waits on that block for a copied score); each rank records the message it raised."""
+    from rmdata.errors import RmdataError
+    from rmdata.score.blocks import BlockScorer
+    from rmdata.score.config import ScoreConfig
+    from rmdata.score.run import score
+
+    messages = []
+    on_error = "bogus" if rank == 1 else "fail"
+    cfg = ScoreConfig(inputs=[source], model=model, output=f"{root}/refused", shard_rows=shard_rows, on_error=on_error)
+    try:
+        score(cfg, "test", show_progress=False)
+    except RmdataError as err:
+        messages.append(str(err))
+    if rank == 1:
+
+        def broken(self: BlockScorer, *args: Any) -> Any:
+            raise RmdataError("simulated failure on rank 1")
+
+        BlockScorer.score = broken  # type: ignore[method-assign]
+    cfg = ScoreConfig(inputs=[source], model=model, output=f"{root}/failed", shard_rows=shard_rows)
+    try:
+        score(cfg, "test", show_progress=False)
+    except RmdataError as err:
+        messages.append(str(err))
+    torch.save(messages, Path(root) / f"messages.{rank}.pt")

@@ -38,6 +38,20 @@ def corpus_rows(n: int, *, seed: int = 0) -> list[dict[str, object]]:
     return rows
 
 
+# (copy, original): the copy's row takes the original's prompt and response (its generator stays)
+CROSS_BLOCK_COPIES = [(17, 9), (21, 3), (27, 12), (33, 9), (35, 30), (38, 17)]
+
+
+def dup_rows(n: int = 44) -> list[dict[str, object]]:
+    """:func:`corpus_rows` plus the copies of :data:`CROSS_BLOCK_COPIES`: with 8 rows a block (6 blocks, the
+    last of 4), copies of rows of blocks 0, 1 and 3 in blocks 2, 3 and 4; corpus_rows' own repeats give copies
+    inside blocks (10, 20, 30) and one across (40 <- 39)."""
+    rows = corpus_rows(n, seed=5)
+    for copy, original in CROSS_BLOCK_COPIES:
+        rows[copy] = {**rows[original], "generator": rows[copy]["generator"]}
+    return rows
+
+
 def write_corpus(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
