@@ -237,6 +237,9 @@ def _score_owned(run: _Run, *, show_progress: bool) -> dict[str, Any]:
             manifest.commit(index, frame, {"digest": digest, **counts})
             done["scored"] += counts["scored"]
             done["columns"] = frame.columns
+    if world.distributed:  # wait for the other ranks on the file system: a collective would time out (30 min)
+        for index, digest in enumerate(digests):
+            manifest.wait_committed(index, digest, poll_s=0.5)
     return done
 
 
