@@ -199,6 +199,7 @@ def score(
     trust_remote_code: Annotated[
         bool, typer.Option("--trust-remote-code", help=SCORE_HELP["trust_remote_code"])
     ] = False,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", help=SCORE_HELP["shard_rows"])] = _SCORE.shard_rows,
 ) -> None:
     """Score responses with a reward model into a Hugging Face dataset directory (resumable, exact).
 
@@ -224,6 +225,7 @@ def score(
         resume=resume,
         save_to_disk=save_to_disk,
         trust_remote_code=trust_remote_code,
+        shard_rows=shard_rows,
     )
     from rmdata.distributed import is_main_process  # under torchrun only rank 0 prints, errors included
 
