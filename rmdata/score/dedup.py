@@ -46,15 +46,30 @@ def id_keys(ids: Sequence[str]) -> np.ndarray:
 
 
 class ContentIds:
-    """An ``on_rows`` callback for the first pass: the content id of every valid row, in row order."""
+    """An ``on_rows`` callback for the first pass: the content id of every valid row, in row order.
+
+    Prompt ids are cached (up to ``PROMPT_CACHE`` prompts, then the cache starts over): corpora answer each
+    prompt several times, and the prompt's canonical JSON is most of an id's cost.
+    """
+
+    PROMPT_CACHE = 65536
 
     def __init__(self) -> None:
         self.parts: list[np.ndarray] = []
+        self.prompts: dict[tuple[tuple[str, str], ...], str] = {}
 
     def __call__(self, rows: list[Row]) -> None:
         if rows and "response" not in rows[0]:
             return  # preference pairs: refused by the caller once the pass has named the kind
-        ids = [response_id(prompt_id(row["prompt"]), row["response"]) for row in rows]
+        ids = []
+        for row in rows:
+            key = tuple((m["role"], m["content"]) for m in row["prompt"])
+            pid = self.prompts.get(key)
+            if pid is None:
+                if len(self.prompts) >= self.PROMPT_CACHE:
+                    self.prompts.clear()
+                pid = self.prompts[key] = prompt_id(row["prompt"])
+            ids.append(response_id(pid, row["response"]))
         self.parts.append(id_keys(ids))
 
     def keys(self) -> np.ndarray:
