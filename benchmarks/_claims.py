@@ -1,11 +1,12 @@
 """What ``loss_study.py`` and ``vs_trl.py`` share: one fixed train / held-out split, recipes, per-pair scores.
 
-The split: every pair of the input (``builtin:tiny-prefs`` by default, any pairs file with ``--data``) is
-tokenized once with rmdata's ``tokenize_pairs`` (the backbone's tokenizer and chat template, its reward
-token) and pairs that do not fit ``max_length`` are dropped and counted. Whole prompts are then held out in a
-seeded order until ``n_eval`` pairs are held out, and ``n_train`` pairs are sampled (seeded) from the other
-prompts. Both sets are written as ``pairs`` JSONL files that every run trains or evaluates on, whatever its
-own seed, and are identified by content ids (``prompt_id:chosen_id:rejected_id``, ``rmdata.data.schema``).
+The split: the pairs of the input (``builtin:tiny-prefs`` by default, any pairs file with ``--data``; a seeded
+sample of ``POOL_FACTOR`` x the pairs needed when the file is larger) are tokenized once with rmdata's
+``tokenize_pairs`` (the backbone's tokenizer and chat template, its reward token) and pairs that do not fit
+``max_length`` are dropped and counted. Whole prompts are then held out in a seeded order until ``n_eval`` pairs
+are held out, and ``n_train`` pairs are sampled (seeded) from the other prompts. Both sets are written as
+``pairs`` JSONL files that every run trains or evaluates on, whatever its own seed, and are identified by
+content ids (``prompt_id:chosen_id:rejected_id``, ``rmdata.data.schema``).
 
 Backbones: ``None`` = rmdata's tiny from-config model and byte-level tokenizer (``recipes`` ``tiny-cpu``,
 offline, no weights); a directory = a Hugging Face model directory such as the converted SmolLM2-135M-Instruct,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "builtin:tiny-prefs"
 BACKBONE_RECIPE = ROOT / "recipes" / "smollm2-135m-lora.yaml"
+POOL_FACTOR = 6  # records tokenized per pair needed (a seeded sample of the input when it is larger)
 
 
 @dataclass
@@ -103,8 +105,12 @@ def make_split(
     loaded = load_dataset_records([resolve_data_path(source)])
     if loaded.kind != "pairs":
         raise RmdataError(f"--data {source}: holds {loaded.format} records; the benchmark needs preference pairs")
-    pairs = tokenize(loaded.frame, tokenizer, reward, max_length)
     rng = np.random.default_rng(seed)
+    frame = loaded.frame
+    pool = POOL_FACTOR * (n_train + n_eval)
+    if frame.height > pool:  # tokenize a seeded sample only: a big file need not be tokenized whole
+        frame = frame[sorted(rng.permutation(frame.height)[:pool].tolist())]
+    pairs = tokenize(frame, tokenizer, reward, max_length)
     by_prompt: dict[str, list[int]] = {}
     for i, pid in enumerate(pairs.prompt_id):
         by_prompt.setdefault(pid, []).append(i)
@@ -127,7 +133,7 @@ def make_split(
         path = out_dir / f"{name}.jsonl"
         with path.open("w", encoding="utf-8") as fh:
             for u in units:
-                row = loaded.frame.row(pairs.row_index[u], named=True)
+                row = frame.row(pairs.row_index[u], named=True)
                 record = {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
                 if row.get("margin") is not None:
                     record["margin"] = row["margin"]
@@ -136,6 +142,7 @@ def make_split(
     info = {
         "source": source,
         "records": loaded.records,
+        "tokenized": frame.height,
         "fit_max_length": len(pairs),
         "dropped": dict(pairs.dropped),
         "train_pairs": len(train),

@@ -27,14 +27,14 @@ Needs TRL (``pip install 'rmdata[bench]'``); rmdata itself never imports it. Wha
   dropout 0.05 on every linear layer of the trunk, the head fully trained; TRL's ``disable_dropout`` is off
   so its LoRA dropout matches), ``--gradient-checkpointing`` for both or neither; fp32 on CPU.
 
-Each tool trains in its own subprocess: ``wall_s`` is the whole process (imports, loading, tokenizing, the
-loop, the export; for TRL merging the adapters and saving), ``train_s`` the training loop alone
-(``run_steps`` / ``trainer.train()``), ``tokens_per_s`` = real tokens trained (every chosen and rejected
-token once, no padding) / ``train_s``, ``peak_rss_mb`` the subprocess's ``ru_maxrss`` from ``os.wait4``.
-The shared evaluator then loads both exported models with plain transformers
+Each tool trains in its own subprocess: ``wall_s`` is the whole process (imports, loading, tokenizing, the loop,
+the export; for TRL merging the adapters and saving), ``train_s`` the training loop alone (``run_steps`` /
+``trainer.train()``), ``tokens_per_s`` = real tokens trained (every chosen and rejected token once, no padding)
+/ ``train_s``, ``tokens_per_cpu_s`` the same per CPU-second of the loop (robust to other jobs on a shared
+machine; ``cpu_s`` is the whole process's user + system time), ``peak_rss_mb`` the subprocess's ``ru_maxrss``
+from ``os.wait4``. The shared evaluator then loads both exported models with plain transformers
 (``AutoModelForSequenceClassification``, one sequence at a time, so no padding) and scores the same held-out
-token ids. Prints one JSON line; ``targets``: accuracy within 1 point, less wall time, less memory.
-"""
+token ids. Prints one JSON line; ``targets``: accuracy within 1 point, less wall time, less memory."""
 
 from __future__ import annotations
 
@@ -126,9 +126,9 @@ def rmdata_worker(spec: dict[str, Any]) -> dict[str, Any]:
     logger().setLevel("WARNING")
     recipe = base_recipe(spec["recipe_backbone"], spec["rmdata_overrides"])
     session = setup(recipe, RunDir(Path(spec["out"]) / "rmdata-run"), resume=False, overwrite=True)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     steps, _ = run_steps(session, None, show_progress=False)
-    train_s = time.perf_counter() - began
+    train_s, train_cpu_s = time.perf_counter() - began, time.process_time() - cpu
     save(session, steps, None)
     pairs, plan = session.data.train.pairs, session.data.train.plan
     packed = sorted(u for row in plan.rows for u in row.units)
@@ -136,6 +136,7 @@ def rmdata_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "steps": steps,
         "train_s": train_s,
+        "train_cpu_s": train_cpu_s,
         "pairs_trained": len(ids),
         "pairs_per_step": len(ids) / steps,
         "ids_digest": id_digest(ids),
@@ -209,9 +210,9 @@ def trl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     kept_rows = trainer.train_dataset
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     output = trainer.train()
-    train_s = time.perf_counter() - began
+    train_s, train_cpu_s = time.perf_counter() - began, time.process_time() - cpu
     trained = trainer.model
     if spec["finetune"] == "lora":
         trained = trained.merge_and_unload()
@@ -222,6 +223,7 @@ def trl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "steps": int(output.global_step),
         "train_s": train_s,
+        "train_cpu_s": train_cpu_s,
         "pairs_trained": len(kept),
         "pairs_per_step": len(kept) / max(1, int(output.global_step)),
         "batch": spec["trl_batch"],
@@ -280,7 +282,9 @@ def run_worker(tool: str, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
         peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
         tokens_per_s=round(result["real_tokens"] / result["train_s"], 1),
+        tokens_per_cpu_s=round(result["real_tokens"] / result["train_cpu_s"], 1),
         train_s=round(result["train_s"], 1),
+        train_cpu_s=round(result["train_cpu_s"], 1),
     )
     return result
 
@@ -415,6 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_ratio": round(r["wall_s"] / t["wall_s"], 3),
         "train_time_ratio": round(r["train_s"] / t["train_s"], 3),
         "tokens_per_s_ratio": round(r["tokens_per_s"] / t["tokens_per_s"], 3),
+        "tokens_per_cpu_s_ratio": round(r["tokens_per_cpu_s"] / t["tokens_per_cpu_s"], 3),
         "peak_memory_ratio": round(r["peak_rss_mb"] / t["peak_rss_mb"], 3),
         "targets": {
             "accuracy_within_1_point": abs(r["eval_accuracy"] - t["eval_accuracy"]) <= 0.01,
