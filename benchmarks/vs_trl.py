@@ -25,7 +25,9 @@ Needs TRL (``pip install 'rmdata[bench]'``); rmdata itself never imports it. Wha
   count equals rmdata's when some B gives it (else the closest), so both take the same mean pairs per step;
 - **fine-tuning**: ``--finetune full`` (tiny default) or ``lora`` (backbone default: rank 16, alpha 32,
   dropout 0.05 on every linear layer of the trunk, the head fully trained; TRL's ``disable_dropout`` is off
-  so its LoRA dropout matches), ``--gradient-checkpointing`` for both or neither; fp32 on CPU.
+  so its LoRA dropout matches), ``--gradient-checkpointing`` for both or neither; fp32 on CPU for both: TRL's ``RewardConfig`` defaults to
+  bf16 autocast, turned off here (``bf16=False``), since rmdata computes in float32 on CPU and a CPU without
+  AVX512-BF16 runs bf16 matmuls on a slow fallback (a SmolLM2 step took minutes).
 
 Each tool trains in its own subprocess: ``wall_s`` is the whole process (imports, loading, tokenizing, the loop,
 the export; for TRL merging the adapters and saving), ``train_s`` the training loop alone (``run_steps`` /
@@ -197,6 +199,7 @@ def trl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         seed=spec["seed"],
         max_length=spec["max_length"],
         disable_dropout=False,
+        bf16=False,  # TRL's default is bf16 autocast; rmdata computes in float32 on CPU (see the docstring)
         gradient_checkpointing=spec["gradient_checkpointing"],
         gradient_checkpointing_kwargs={"use_reentrant": False},
         save_strategy="no",
