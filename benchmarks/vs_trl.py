@@ -25,9 +25,10 @@ Needs TRL (``pip install 'rmdata[bench]'``); rmdata itself never imports it. Wha
   count equals rmdata's when some B gives it (else the closest), so both take the same mean pairs per step;
 - **fine-tuning**: ``--finetune full`` (tiny default) or ``lora`` (backbone default: rank 16, alpha 32,
   dropout 0.05 on every linear layer of the trunk, the head fully trained; TRL's ``disable_dropout`` is off
-  so its LoRA dropout matches), ``--gradient-checkpointing`` for both or neither; fp32 on CPU for both: TRL's ``RewardConfig`` defaults to
-  bf16 autocast, turned off here (``bf16=False``), since rmdata computes in float32 on CPU and a CPU without
-  AVX512-BF16 runs bf16 matmuls on a slow fallback (a SmolLM2 step took minutes).
+  so its LoRA dropout matches), ``--gradient-checkpointing`` for both or neither;
+- **precision**: float32 on CPU for both. TRL's ``RewardConfig`` defaults to bf16 autocast, turned off here
+  (``bf16=False``): rmdata computes in float32 on CPU, and a CPU without AVX512-BF16 runs bf16 matmuls on a
+  slow fallback (one SmolLM2 step took minutes).
 
 Each tool trains in its own subprocess: ``wall_s`` is the whole process (imports, loading, tokenizing, the loop,
 the export; for TRL merging the adapters and saving), ``train_s`` the training loop alone (``run_steps`` /
@@ -394,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         eval_s = time.perf_counter() - eval_began
     r, t = tools["rmdata"], tools["trl"]
     n_eval = len(sequences)
+    diff_points = round(100 * (r["eval_accuracy"] - t["eval_accuracy"]), 2)  # rounded: 0.59 - 0.60 is -1.0 points
     record = {
         "benchmark": "vs_trl",
         "setup": {
@@ -417,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rmdata": r,
         "trl": t,
         "eval_pairs": n_eval,
-        "accuracy_diff_points": round(100 * (r["eval_accuracy"] - t["eval_accuracy"]), 2),
+        "accuracy_diff_points": diff_points,
         "accuracy_standard_error_points": round(100 * math.sqrt(0.25 / max(1, n_eval)), 2),
         "wall_ratio": round(r["wall_s"] / t["wall_s"], 3),
         "train_time_ratio": round(r["train_s"] / t["train_s"], 3),
@@ -425,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "tokens_per_cpu_s_ratio": round(r["tokens_per_cpu_s"] / t["tokens_per_cpu_s"], 3),
         "peak_memory_ratio": round(r["peak_rss_mb"] / t["peak_rss_mb"], 3),
         "targets": {
-            "accuracy_within_1_point": abs(r["eval_accuracy"] - t["eval_accuracy"]) <= 0.01,
+            "accuracy_within_1_point": abs(diff_points) <= 1.0,
             "less_wall_time": r["wall_s"] < t["wall_s"],
             "less_memory": r["peak_rss_mb"] < t["peak_rss_mb"],
         },
