@@ -1,6 +1,6 @@
 """The InternLM2 loss claims, measured: ranking vs focal + log barrier (and l2), same steps, pairs and split.
 
-    python benchmarks/loss_study.py                       # tiny from-config model, bundled pairs, ~2-4 min
+    python benchmarks/loss_study.py                       # tiny model, bundled pairs, ~190 CPU-s (~4 min)
     python benchmarks/loss_study.py --data /work/shared/data/alpaca_eval_gpt4_prefs.jsonl \
         --backbone /work/cache/smollm2-135m-instruct      # real pairs, SmolLM2-135M-Instruct + LoRA
 

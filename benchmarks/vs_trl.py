@@ -1,6 +1,6 @@
 """rmdata train vs TRL's RewardTrainer: same backbone, tokens, pairs, optimizer, steps; one shared evaluator.
 
-    python benchmarks/vs_trl.py                          # tiny from-config model, bundled pairs, ~2 min
+    python benchmarks/vs_trl.py                          # tiny model, bundled pairs, ~150 CPU-s (~3 min)
     python benchmarks/vs_trl.py --data /work/shared/data/alpaca_eval_gpt4_prefs.jsonl \
         --backbone /work/cache/smollm2-135m-instruct     # real pairs, SmolLM2-135M-Instruct, LoRA for both
 
