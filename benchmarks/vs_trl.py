@@ -37,7 +37,11 @@ the export; for TRL merging the adapters and saving), ``train_s`` the training l
 machine; ``cpu_s`` is the whole process's user + system time), ``peak_rss_mb`` the subprocess's ``ru_maxrss``
 from ``os.wait4``. The shared evaluator then loads both exported models with plain transformers
 (``AutoModelForSequenceClassification``, one sequence at a time, so no padding) and scores the same held-out
-token ids. Prints one JSON line; ``targets``: accuracy within 1 point, less wall time, less memory."""
+token ids. Prints one JSON line; ``targets``: accuracy within 1 point, less wall time, less memory.
+
+~440 lines on purpose: both workers, the parent and the shared evaluator live in one file, so the benchmark
+runs as one script that re-invokes itself per tool (``--worker``).
+"""
 
 from __future__ import annotations
 
