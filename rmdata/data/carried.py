@@ -15,6 +15,7 @@ pass 2 is built to (:func:`carried_frame`), so a stream's batches all have the s
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from rmdata.data.readers import Batch
+from rmdata.data.batch import Batch
 from rmdata.data.schema import carried_column
 
 MAX_CARRIED_COLUMNS = 256  # distinct carried keys before per-record keys go into one JSON column
@@ -51,14 +52,17 @@ class CarriedSchema:
             return
         taken = sorted(set(take))
         if batch.frame is not None:
+            values: list[dict[str, Any]] = []  # the frame gives every dtype
             present = {name: len(taken) for name in batch.frame.columns if name not in consumed}
             dtypes = {name: batch.frame.schema[name] for name in present}
         else:
+            values = _values(batch, taken)
             present = {}
-            for i in taken:
-                for key in batch.records[i].value or {}:
+            # Records mostly share one key order: count each order once (first-seen key order is kept).
+            for keys, count in Counter(map(tuple, values)).items():
+                for key in keys:
                     if key not in consumed:
-                        present[key] = present.get(key, 0) + 1
+                        present[key] = present.get(key, 0) + count
             dtypes = {}
         before = self.records
         self.records += len(taken)
@@ -76,10 +80,8 @@ class CarriedSchema:
         for key in present:
             if key not in self.keys:
                 continue
-            if key in dtypes:
-                dtype = dtypes[key]
-            else:
-                dtype = carried_column(key, [(batch.records[i].value or {}).get(key) for i in taken]).dtype
+            # JSON records: the type is inferred over the batch's values, as pass 2 builds the column
+            dtype = dtypes[key] if key in dtypes else carried_column(key, [v.get(key) for v in values]).dtype
             if dtype != pl.Null:
                 self.types.setdefault(key, set()).add(dtype)
 
@@ -135,7 +137,7 @@ def carried_frame(schema: CarriedSchema, batch: Batch, take: list[int], consumed
             values = frame[key] if key is not None and key in frame.columns else None  # extra: nulls
             columns.append(_conform(name, dtype, name in schema.json_text, values, n))
     else:
-        records = [batch.records[i].value or {} for i in take]
+        records = _values(batch, take)
         for name, dtype in schema.columns.items():
             key = schema.sources.get(name)
             if key is None:
@@ -152,6 +154,13 @@ def carried_frame(schema: CarriedSchema, batch: Batch, take: list[int], consumed
             extras = [{k: v for k, v in r.items() if k not in known and k not in consumed} for r in records]
             columns.append(pl.Series(schema.extra, [_json(e) if e else None for e in extras], dtype=pl.String))
     return pl.DataFrame(columns) if columns else pl.DataFrame()
+
+
+def _values(batch: Batch, take: list[int]) -> list[dict[str, Any]]:
+    """The values of records ``take`` (every record of a batch with none unreadable: the list itself)."""
+    if len(take) == len(batch.values) and not batch.unreadable and take == list(range(len(take))):
+        return batch.values  # type: ignore[return-value]
+    return [batch.values[i] or {} for i in take]
 
 
 def _common_type(dtypes: set[pl.DataType]) -> pl.DataType | None:

@@ -17,23 +17,17 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import zstandard
 
+from rmdata.data.batch import Batch, RawRecord
 from rmdata.data.rules import describe
 from rmdata.errors import RmdataError
-
-
-@dataclass
-class RawRecord:
-    location: str
-    value: dict[str, Any] | None  # None when the record could not be read
-    error: str | None = None  # why it could not be read
-    text: str | None = None  # the unreadable line, for the rejects file
 
 
 class _ZstdFrames(io.RawIOBase):
@@ -95,7 +89,11 @@ def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
             yield raw
 
 
+BLOCK_BYTES = 1 << 20  # JSON lines are read this many bytes at a time
 MAX_DEPTH = 64  # nesting levels a record may have
+_TOO_DEEP = f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+_INEXACT = "read again by json"
+_BIG = float(2**63)  # orjson reads integers from here on (in magnitude) as floats
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -109,7 +107,8 @@ def _check_text_encoding(path: str, head: bytes) -> None:
         )
 
 
-def json_records(path: str, kind: str) -> Iterator[RawRecord]:
+def json_batches(path: str, kind: str, batch_size: int) -> Iterator[Batch]:
+    """The records of a JSON lines or JSON array file, ``batch_size`` at a time (none for an empty file)."""
     where = _Where()
     try:
         with _open_binary(path) as stream:
@@ -117,12 +116,11 @@ def json_records(path: str, kind: str) -> Iterator[RawRecord]:
             _check_text_encoding(path, head)
             skipped, first = _skip_blank(stream)
             if kind == "json" and first == b"[":
-                yield from _json_array(path, stream.read())
+                yield from _json_array(path, stream.read(), batch_size)
                 return
-            lines: Iterator[bytes] = stream
-            if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
-                lines = _cr_lines(stream)  # classic Mac line ends: CR only
-            yield from _json_lines(path, lines, where, first_line=skipped + 1)
+            cr_only = b"\n" not in head and b"\r" in head.rstrip(b"\r")  # classic Mac line ends
+            end = b"\r" if cr_only else b"\n"
+            yield from _json_lines(path, stream, where, batch_size, first_line=skipped + 1, end=end)
     except EOFError as err:
         raise RmdataError(
             f"{path}: the compressed stream ends before its end marker, {_ended(where)} ({err}); the file is "
@@ -163,34 +161,122 @@ def _skip_blank(stream: io.BufferedIOBase) -> tuple[int, bytes]:
         stream.read(len(head))
 
 
-def _cr_lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
-    """Lines of a file whose lines end with CR alone, each given back ending with a newline."""
-    rest = b""
-    while chunk := stream.read(1 << 20):
-        *lines, rest = (rest + chunk).split(b"\r")
-        for line in lines:
-            yield line + b"\n"
-    if rest:
-        yield rest
+def _json_lines(
+    path: str, stream: io.BufferedIOBase, where: _Where, batch_size: int, first_line: int = 1, end: bytes = b"\n"
+) -> Iterator[Batch]:
+    """The records of a stream of lines ending with ``end`` (a CRLF line keeps its CR: JSON whitespace).
+
+    Read a block at a time and split, which is several times cheaper than reading line by line; ``read1``
+    hands over what a compressed stream gave before it broke, so its error names the last line read.
+    """
+    out = _Lines(path, batch_size)
+    lineno = first_line
+    parts: list[bytes] = []  # the line being read, when it spans blocks
+    while block := stream.read1(BLOCK_BYTES):
+        if end not in block:
+            parts.append(block)
+            continue
+        if parts:
+            block = b"".join([*parts, block])
+            parts = []
+        lines = block.split(end)
+        rest = lines.pop()
+        out.parse(lines, lineno)
+        lineno += len(lines)
+        where.line = lineno - 1
+        yield from out.full()
+        if rest:
+            parts.append(rest)
+    if parts:
+        out.add(_parse_line(path, lineno, b"".join(parts), last=True), lineno)
+    yield from out.full(flush=True)
 
 
-def _json_lines(path: str, stream: Iterable[bytes], where: _Where, first_line: int = 1) -> Iterator[RawRecord]:
-    pending: tuple[int, bytes] | None = None
-    for lineno, line in enumerate(stream, first_line):
-        if pending is not None:
-            where.line = pending[0]
-            record = _parse_line(path, *pending, last=False)
-            if record is not None:
-                yield record
-        pending = (lineno, line)
-    if pending is not None:
-        where.line = pending[0]
-        record = _parse_line(path, *pending, last=True)
-        if record is not None:
-            yield record
+class _Lines:
+    """Parsed lines gathered into batches of ``batch_size`` records."""
+
+    def __init__(self, path: str, batch_size: int) -> None:
+        self.path, self.batch_size = path, batch_size
+        self.values: list[dict[str, Any] | None] = []
+        self.numbers: list[int] = []
+        self.unreadable: dict[int, tuple[str, str | None]] = {}
+
+    def parse(self, lines: list[bytes], first: int) -> None:
+        """Parse complete lines (without their line ends), numbered from ``first``."""
+        values, numbers, loads = self.values, self.numbers, orjson.loads
+        for lineno, line in enumerate(lines, first):
+            try:
+                value = loads(line)
+            except orjson.JSONDecodeError:
+                value = None
+            # orjson refuses what json reads differently (NaN, 1e400) and every lone surrogate: only the nesting
+            # depth and integers beyond 64 bits are left to check.
+            if type(value) is dict and _orjson_check(value) is None:
+                values.append(value)
+                numbers.append(lineno)
+            else:
+                self.add(_parse_line(self.path, lineno, line, last=False), lineno)
+
+    def add(self, record: RawRecord | None, lineno: int) -> None:
+        if record is None:  # a blank line
+            return
+        if record.value is None:
+            self.unreadable[len(self.values)] = (record.error or "unreadable", record.text)
+        self.values.append(record.value)
+        self.numbers.append(lineno)
+
+    def full(self, flush: bool = False) -> Iterator[Batch]:
+        """The complete batches gathered so far (``flush``: the rest too)."""
+        n = self.batch_size
+        start = 0
+        while len(self.values) - start >= n or (flush and start < len(self.values)):
+            stop = start + n
+            bad = {i - start: v for i, v in self.unreadable.items() if start <= i < stop}
+            yield Batch(self.values[start:stop], self.path, self.numbers[start:stop], bad)
+            start = stop
+        if start:
+            del self.values[:start], self.numbers[:start]
+            self.unreadable = {i - start: v for i, v in self.unreadable.items() if i >= start}
 
 
 def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | None:
+    """One line as a record, or None for a blank line (the path for lines the batch loop does not take)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        value = None
+    if type(value) is dict:
+        exact = _orjson_check(value)
+        if exact is None:
+            return RawRecord(f"{path}:{lineno}", value)
+        if exact is _TOO_DEEP:
+            return RawRecord(f"{path}:{lineno}", None, _TOO_DEEP, line.decode("utf-8").rstrip("\r\n"))
+    return _parse_line_exactly(path, lineno, line, last)
+
+
+def _orjson_check(value: dict[str, Any]) -> str | None:
+    """None when orjson's value is the one ``json.loads`` gives and nests at most MAX_DEPTH levels; else
+    ``_TOO_DEEP``, or ``_INEXACT`` when it holds an integral float of 2**63 or more (orjson reads an integer
+    beyond 64 bits as a float; ``json`` keeps it exact)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return _TOO_DEEP
+        for child in item.values() if type(item) is dict else item:
+            kind = type(child)
+            if kind is str or kind is int or child is None or kind is bool:
+                continue
+            if kind is float:
+                if abs(child) >= _BIG and child.is_integer():
+                    return _INEXACT
+            else:
+                stack.append((child, depth + 1))
+    return None
+
+
+def _parse_line_exactly(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | None:
+    """The standard library's reading of a line orjson refused, with the message that says why."""
     if not line.strip():
         return None
     location = f"{path}:{lineno}"
@@ -204,7 +290,7 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
         value = json.loads(text)
     except json.JSONDecodeError as err:
         what = f"{err.msg.removesuffix(' at')} at column {err.colno}"  # "Invalid control character at"
-        if last and not line.endswith(b"\n"):
+        if last:  # the last line, ending without a line end
             message = (
                 f"truncated last line: {what}, and the file does not end with a newline "
                 "(was it cut off while being written?)"
@@ -223,7 +309,7 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
 def _unparsable(err: ValueError | RecursionError) -> str:
     """JSON that parses by the grammar but not in Python: huge integers, nesting beyond the recursion limit."""
     if isinstance(err, RecursionError):
-        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+        return _TOO_DEEP
     message = str(err).splitlines()[0]
     if "integer string conversion" in message:
         return "a number has more than 4,300 digits, more than Python reads; write it as a string"
@@ -237,7 +323,7 @@ def _value_problem(value: Any, text: bytes | None) -> str | None:
     if not isinstance(value, dict):
         return f"a record must be a JSON object; got {describe(value)}"
     if (text is None or text.count(b"[") + text.count(b"{") > MAX_DEPTH) and _deeper_than(value, MAX_DEPTH):
-        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+        return _TOO_DEEP
     if text is None or _SURROGATE_ESCAPE.search(text):
         bad = _surrogate_field(value, "")
         if bad is not None:
@@ -295,7 +381,7 @@ def _raw_text(value: Any) -> str:
         return "(not shown: too deeply nested)"
 
 
-def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
+def _json_array(path: str, data: bytes, batch_size: int) -> Iterator[Batch]:
     try:
         values = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
@@ -312,10 +398,12 @@ def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
     del data
     if not isinstance(values, list):
         raise RmdataError(f"{path}: a JSON array file must hold a list of records; got {describe(values)}")
-    for row, value in enumerate(values):
-        location = f"{path}:{row}"
-        problem = _value_problem(value, None if check_surrogates else b"")
-        if problem is None:
-            yield RawRecord(location, value)
-        else:
-            yield RawRecord(location, None, problem, _raw_text(value))
+    for start in range(0, len(values), batch_size):
+        chunk = values[start : start + batch_size]
+        batch = Batch(chunk, path, range(start, start + len(chunk)))
+        for i, value in enumerate(batch.values):
+            problem = _value_problem(value, None if check_surrogates else b"")
+            if problem is not None:
+                batch.values[i] = None
+                batch.unreadable[i] = (problem, _raw_text(value))
+        yield batch

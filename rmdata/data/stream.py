@@ -23,12 +23,13 @@ from typing import Any, Literal
 import polars as pl
 
 from rmdata.data import drops
+from rmdata.data.batch import Batch, RawRecord
 from rmdata.data.carried import CarriedSchema, carried_frame
 from rmdata.data.detect import DETECT_SAMPLE, choose_format, normalize
 from rmdata.data.drops import Drop
 from rmdata.data.formats import FORMATS, Format, Row
 from rmdata.data.inputs import InputInfo, resolve_input
-from rmdata.data.readers import Batch, RawRecord, iter_batches
+from rmdata.data.readers import iter_batches
 from rmdata.data.rules import Problems, RecordError
 from rmdata.data.schema import core_frame, core_schema
 from rmdata.errors import RmdataError
@@ -133,22 +134,13 @@ def stream(report: ScanReport, *, batch_rows: int = 4096) -> Iterator[pl.DataFra
         records = 0
         with reading(info.path):
             for batch in iter_batches(info, report.batch_size):
-                records += len(batch.records)
-                rows: list[Row] = []
-                sources: list[str] = []
-                take: list[int] = []
-                for i, raw in enumerate(batch.records):
-                    for row in _valid_rows(raw, fmt, info if report.detected else None):
-                        if seen is not None:
-                            digest = content_digest(report.kind, row)
-                            if digest in seen:
-                                continue
-                            seen.add(digest)
-                        rows.append(row)
-                        sources.append(raw.location)
-                        take.append(i)
+                records += len(batch)
+                rows, take = _valid_rows(batch, fmt, info if report.detected else None)
+                if seen is not None:
+                    rows, take = _first_seen(report.kind, rows, take, seen)
                 if not rows:
                     continue
+                sources = [batch.location(i) for i in take]
                 frame = core_frame(report.kind, rows, sources, fmt.name == "multi-response")
                 if fmt.name != "multi-response" and report.multi_response:
                     frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("response_index"))
@@ -272,37 +264,67 @@ class _Pass1:
     def add(
         self, batch: Batch, fmt: Format, info: InputInfo, detected: bool, on_rows: Callable[[list[Row]], None] | None
     ) -> None:
-        take: list[int] = []
-        batch_rows: list[Row] = []
-        for i, raw in enumerate(batch.records):
-            self.records += 1
-            if raw.value is None:
-                self._drop(Drop(drops.UNREADABLE_RECORD, raw.error or "unreadable", raw.location,
-                                fields=({"field": None, "message": raw.error or "unreadable"},),
-                                raw=raw.text))  # fmt: skip
-                self.invalid += 1
-                continue
-            problems = Problems()
-            rows = normalize(raw.value, fmt, problems, info if detected else None)
-            if problems:
-                self.invalid += 1
-                self._reject(raw, problems, kept=len(rows))
-            for row in rows:
-                if self.digests is not None:
-                    digest = content_digest(fmt.kind, row)
-                    if digest in self.digests:
-                        self.duplicates += 1
-                        if self.dedup:
-                            self._drop(Drop(drops.DUPLICATE, "the same prompt and response(s) as an earlier row",
-                                            raw.location, row=dict(row)))  # fmt: skip
-                            continue
-                    self.digests.add(digest)
-                batch_rows.append(row)
-                take.append(i)
+        values = batch.values
+        self.records += len(values)
+        if fmt.all_valid is not None and not batch.unreadable and fmt.all_valid(values):  # type: ignore[arg-type]
+            # Every record is valid and gives one row: the rows are built only when their content is wanted.
+            take = list(range(len(values)))
+            rows: list[Row] = []
+            if self.digests is not None or on_rows is not None:
+                problems = Problems()
+                rows = [fmt.normalize(value, problems)[0] for value in values]  # type: ignore[arg-type]
+        else:
+            rows, take = self._normalize(batch, fmt, info if detected else None)
+        if self.digests is not None:
+            rows, take = self._unique(batch, fmt.kind, rows, take)
         self.valid_rows += len(take)
         self.schema.add(batch, take, set(fmt.consumed))
-        if on_rows is not None and batch_rows:
-            on_rows(batch_rows)
+        if on_rows is not None and rows:
+            on_rows(rows)
+
+    def _normalize(self, batch: Batch, fmt: Format, detected_in: InputInfo | None) -> tuple[list[Row], list[int]]:
+        """Record by record: the valid rows and the index of the record each comes from; the rest dropped."""
+        rows: list[Row] = []
+        take: list[int] = []
+        problems = Problems()
+        for i, value in enumerate(batch.values):
+            if value is None:
+                error, text = batch.unreadable.get(i, ("unreadable", None))
+                self._drop(Drop(drops.UNREADABLE_RECORD, error, batch.location(i),
+                                fields=({"field": None, "message": error},), raw=text))  # fmt: skip
+                self.invalid += 1
+                continue
+            for key in fmt.required:  # normalize(), inlined for the common record: every required key set
+                if value.get(key) is None:
+                    found = normalize(value, fmt, problems, detected_in)
+                    break
+            else:
+                found = fmt.normalize(value, problems)
+            if problems:
+                self.invalid += 1
+                self._reject(batch.record(i), problems, kept=len(found))
+                problems = Problems()
+            rows += found
+            take += [i] * len(found)
+        return rows, take
+
+    def _unique(self, batch: Batch, kind: str, rows: list[Row], take: list[int]) -> tuple[list[Row], list[int]]:
+        """Count rows repeating an earlier row's content; with dedup, drop them."""
+        assert self.digests is not None
+        kept_rows: list[Row] = []
+        kept: list[int] = []
+        for row, i in zip(rows, take, strict=True):
+            digest = content_digest(kind, row)
+            if digest in self.digests:
+                self.duplicates += 1
+                if self.dedup:
+                    self._drop(Drop(drops.DUPLICATE, "the same prompt and response(s) as an earlier row",
+                                    batch.location(i), row=dict(row)))  # fmt: skip
+                    continue
+            self.digests.add(digest)
+            kept_rows.append(row)
+            kept.append(i)
+        return kept_rows, kept
 
     def _reject(self, raw: RawRecord, problems: Problems, kept: int) -> None:
         message = "; ".join(m for _, m in problems.items)
@@ -326,9 +348,33 @@ def drop_errors(drop: Drop) -> list[RecordError]:
     return [RecordError(drop.location, f.get("field"), f.get("message") or drop.message) for f in fields]
 
 
-def _valid_rows(raw: RawRecord, fmt: Format, detected_in: InputInfo | None) -> list[Row]:
-    """The record's valid rows (pass 1 reported the rest)."""
-    return [] if raw.value is None else normalize(raw.value, fmt, Problems(), detected_in)
+def _valid_rows(batch: Batch, fmt: Format, detected_in: InputInfo | None) -> tuple[list[Row], list[int]]:
+    """The batch's valid rows and the index of the record each comes from (pass 1 reported the rest)."""
+    rows: list[Row] = []
+    take: list[int] = []
+    problems = Problems()
+    for i, value in enumerate(batch.values):
+        if value is None:
+            continue
+        found = normalize(value, fmt, problems, detected_in)
+        if problems:
+            problems = Problems()
+        rows += found
+        take += [i] * len(found)
+    return rows, take
+
+
+def _first_seen(kind: str, rows: list[Row], take: list[int], seen: set[int]) -> tuple[list[Row], list[int]]:
+    """The rows whose content no earlier row had (``seen``: the digests so far, updated)."""
+    kept_rows: list[Row] = []
+    kept: list[int] = []
+    for row, i in zip(rows, take, strict=True):
+        digest = content_digest(kind, row)
+        if digest not in seen:
+            seen.add(digest)
+            kept_rows.append(row)
+            kept.append(i)
+    return kept_rows, kept
 
 
 def _split_rows(frames: list[pl.DataFrame], n: int) -> tuple[pl.DataFrame, list[pl.DataFrame], int]:
@@ -339,7 +385,7 @@ def _split_rows(frames: list[pl.DataFrame], n: int) -> tuple[pl.DataFrame, list[
 
 def _counted(info: InputInfo, batch_size: int) -> Iterator[Batch]:
     for batch in iter_batches(info, batch_size):
-        info.records += len(batch.records)
+        info.records += len(batch)
         yield batch
 
 
@@ -348,7 +394,7 @@ def _head(batches: Iterator[Batch], sample: int) -> tuple[list[Batch], Iterator[
     seen = 0
     for batch in batches:
         head.append(batch)
-        seen += len(batch.records)
+        seen += len(batch)
         if seen >= sample:
             break
     return head, batches
