@@ -48,24 +48,15 @@ class CarriedSchema:
 
     def add(self, batch: Batch, take: list[int], consumed: set[str]) -> None:
         """Count the keys and infer the types of the batch's valid records (``take``: their indices)."""
-        if not take:
+        self.merge(observe(batch, take, consumed))
+
+    def merge(self, seen: Observed) -> None:
+        """Take in one batch's :func:`observe` (batches in input order)."""
+        taken, present, dtypes = seen
+        if not taken:
             return
-        taken = sorted(set(take))
-        if batch.frame is not None:
-            values: list[dict[str, Any]] = []  # the frame gives every dtype
-            present = {name: len(taken) for name in batch.frame.columns if name not in consumed}
-            dtypes = {name: batch.frame.schema[name] for name in present}
-        else:
-            values = _values(batch, taken)
-            present = {}
-            # Records mostly share one key order: count each order once (first-seen key order is kept).
-            for keys, count in Counter(map(tuple, values)).items():
-                for key in keys:
-                    if key not in consumed:
-                        present[key] = present.get(key, 0) + count
-            dtypes = {}
         before = self.records
-        self.records += len(taken)
+        self.records += taken
         for key, count in present.items():
             if key not in self.keys:
                 if len(self.keys) >= MAX_CARRIED_COLUMNS:
@@ -78,12 +69,8 @@ class CarriedSchema:
             self.keys = {k: c for k, c in self.keys.items() if c == self.records}
             self.types = {k: t for k, t in self.types.items() if k in self.keys}
         for key in present:
-            if key not in self.keys:
-                continue
-            # JSON records: the type is inferred over the batch's values, as pass 2 builds the column
-            dtype = dtypes[key] if key in dtypes else carried_column(key, [v.get(key) for v in values]).dtype
-            if dtype != pl.Null:
-                self.types.setdefault(key, set()).add(dtype)
+            if key in self.keys and key in dtypes and dtypes[key] != pl.Null:
+                self.types.setdefault(key, set()).add(dtypes[key])
 
     def finish(self, notes: list[str]) -> dict[str, pl.DataType]:
         """Settle the output columns (name -> dtype, in first-seen order), adding notes for decisions."""
@@ -123,6 +110,33 @@ class CarriedSchema:
         self.renamed[key] = new
         notes.append(f"input column {key} is carried as {new} ({key} is a normalized column)")
         return new
+
+
+Observed = tuple[int, dict[str, int], dict[str, pl.DataType]]  # valid records, key -> records holding it, dtypes
+
+
+def observe(batch: Batch, take: list[int], consumed: set[str]) -> Observed:
+    """What :meth:`CarriedSchema.merge` needs of one batch: its valid records' count, how many of them hold each
+    carried key (first-seen order) and each key's type over the batch. A pure function of the batch, so pass 1
+    can run it in worker processes. A batch of more than MAX_CARRIED_COLUMNS keys types only the keys each of
+    its records holds: the merge keeps no other (past that many keys, only keys every record holds stay)."""
+    taken = sorted(set(take))
+    if not taken:
+        return 0, {}, {}
+    if batch.frame is not None:
+        present = {name: len(taken) for name in batch.frame.columns if name not in consumed}
+        return len(taken), present, {name: batch.frame.schema[name] for name in present}
+    values = _values(batch, taken)
+    present = {}
+    # Records mostly share one key order: count each order once (first-seen key order is kept).
+    for keys, count in Counter(map(tuple, values)).items():
+        for key in keys:
+            if key not in consumed:
+                present[key] = present.get(key, 0) + count
+    typed = present if len(present) <= MAX_CARRIED_COLUMNS else [k for k, c in present.items() if c == len(taken)]
+    # The type is inferred over the batch's values, as pass 2 builds the column.
+    dtypes = {key: carried_column(key, [v.get(key) for v in values]).dtype for key in typed}
+    return len(taken), present, dtypes
 
 
 def carried_frame(schema: CarriedSchema, batch: Batch, take: list[int], consumed: set[str]) -> pl.DataFrame:

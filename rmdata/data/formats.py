@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from rmdata.data.hh import split_pair
@@ -43,7 +44,16 @@ class Format:
     normalize: Callable[[Record, Problems], list[Row]]
     # A whole-batch check, column by column: True only when every record is valid and gives one row; False
     # sends the batch through ``normalize`` record by record, which names each problem. None: no such check.
-    all_valid: Callable[[list[Record]], bool] | None = None
+    batch_check: Callable[[list[Record]], bool] | None = None
+
+    def all_valid(self, records: list[Record]) -> bool:
+        """Whether ``batch_check`` finds every record valid (each giving one row); False when unsure."""
+        if self.batch_check is None:
+            return False
+        try:
+            return self.batch_check(records)
+        except KeyError:  # a record lacks a required key
+            return False
 
     @property
     def consumed(self) -> tuple[str, ...]:
@@ -182,12 +192,17 @@ def _texts(values: list[Any]) -> bool:
 
 
 def _column(records: list[Record], key: str) -> list[Any]:
+    """The values of a key every record holds; a record without it raises KeyError (``all_valid``: False)."""
+    return list(map(itemgetter(key), records))
+
+
+def _optional(records: list[Record], key: str) -> list[Any]:
     return [record.get(key) for record in records]
 
 
 def _margins(records: list[Record]) -> bool:
     """Whether every margin passes :func:`check_margin` (missing, null, NaN or a finite number)."""
-    margins = _column(records, "margin")
+    margins = _optional(records, "margin")
     kinds = set(map(type, margins))
     if kinds <= {type(None)}:
         return True
@@ -216,7 +231,7 @@ def _alpaca_all_valid(records: list[Record]) -> bool:
     """Instruction and output non-blank, input a string or absent."""
     if not (_texts(_column(records, "instruction")) and _texts(_column(records, "output"))):
         return False
-    return set(map(type, _column(records, "input"))) <= {str, type(None)}
+    return set(map(type, _optional(records, "input"))) <= {str, type(None)}
 
 
 FORMATS: dict[str, Format] = {

@@ -94,6 +94,7 @@ MAX_DEPTH = 64  # nesting levels a record may have
 _TOO_DEEP = f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
 _INEXACT = "read again by json"
 _BIG = float(2**63)  # orjson reads integers from here on (in magnitude) as floats
+_FLAT = frozenset({str, int, bool, type(None)})  # a record of these values needs no _orjson_check walk
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -211,7 +212,7 @@ class _Lines:
                 value = None
             # orjson refuses what json reads differently (NaN, 1e400) and every lone surrogate: only the nesting
             # depth and integers beyond 64 bits are left to check.
-            if type(value) is dict and _orjson_check(value) is None:
+            if type(value) is dict and (_FLAT.issuperset(map(type, value.values())) or _orjson_check(value) is None):
                 values.append(value)
                 numbers.append(lineno)
             else:

@@ -266,7 +266,7 @@ class _Pass1:
     ) -> None:
         values = batch.values
         self.records += len(values)
-        if fmt.all_valid is not None and not batch.unreadable and fmt.all_valid(values):  # type: ignore[arg-type]
+        if not batch.unreadable and fmt.all_valid(values):  # type: ignore[arg-type]
             # Every record is valid and gives one row: the rows are built only when their content is wanted.
             take = list(range(len(values)))
             rows: list[Row] = []
