@@ -89,7 +89,7 @@ def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
             yield raw
 
 
-BLOCK_BYTES = 1 << 20  # JSON lines are read this many bytes at a time
+BLOCK_BYTES = 1 << 20  # JSON lines are read about this many bytes at a time
 MAX_DEPTH = 64  # nesting levels a record may have
 _TOO_DEEP = f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
 _INEXACT = "read again by json"
@@ -110,6 +110,43 @@ def _check_text_encoding(path: str, head: bytes) -> None:
 
 def json_batches(path: str, kind: str, batch_size: int) -> Iterator[Batch]:
     """The records of a JSON lines or JSON array file, ``batch_size`` at a time (none for an empty file)."""
+    lines = _Lines(path, batch_size)
+    for item in _json_items(path, kind, BLOCK_BYTES):
+        if isinstance(item, LineBlock):
+            lines.parse_block(item)
+            yield from lines.full()
+        else:
+            yield from _json_array(path, item, batch_size)
+    yield from lines.full(flush=True)
+
+
+def json_line_blocks(path: str, block_bytes: int) -> Iterator[LineBlock]:
+    """The complete lines of a JSON lines file, about ``block_bytes`` at a time, for :func:`parse_block`."""
+    for item in _json_items(path, "jsonl", block_bytes):
+        assert isinstance(item, LineBlock)
+        yield item
+
+
+def parse_block(block: LineBlock, batch_size: int) -> list[Batch]:
+    """One block's records, in batches of ``batch_size`` (the last one shorter)."""
+    lines = _Lines(block.path, batch_size)
+    lines.parse_block(block)
+    return list(lines.full(flush=True))
+
+
+@dataclass
+class LineBlock:
+    """Complete lines of a JSON lines file as read: ``data`` holds them joined by ``end``, without a final one."""
+
+    path: str
+    first_line: int  # the line number of the block's first line
+    data: bytes
+    end: bytes  # the line end: LF (CRLF lines keep their CR, JSON whitespace) or CR alone
+    last: bool  # the block is the file's last line, which ends without a line end
+
+
+def _json_items(path: str, kind: str, block_bytes: int) -> Iterator[LineBlock | bytes]:
+    """A JSON lines file as blocks of lines, or a JSON array file as its bytes; reading errors as RmdataError."""
     where = _Where()
     try:
         with _open_binary(path) as stream:
@@ -117,11 +154,11 @@ def json_batches(path: str, kind: str, batch_size: int) -> Iterator[Batch]:
             _check_text_encoding(path, head)
             skipped, first = _skip_blank(stream)
             if kind == "json" and first == b"[":
-                yield from _json_array(path, stream.read(), batch_size)
+                yield stream.read()
                 return
             cr_only = b"\n" not in head and b"\r" in head.rstrip(b"\r")  # classic Mac line ends
             end = b"\r" if cr_only else b"\n"
-            yield from _json_lines(path, stream, where, batch_size, first_line=skipped + 1, end=end)
+            yield from _json_lines(path, stream, where, block_bytes, first_line=skipped + 1, end=end)
     except EOFError as err:
         raise RmdataError(
             f"{path}: the compressed stream ends before its end marker, {_ended(where)} ({err}); the file is "
@@ -163,34 +200,37 @@ def _skip_blank(stream: io.BufferedIOBase) -> tuple[int, bytes]:
 
 
 def _json_lines(
-    path: str, stream: io.BufferedIOBase, where: _Where, batch_size: int, first_line: int = 1, end: bytes = b"\n"
-) -> Iterator[Batch]:
-    """The records of a stream of lines ending with ``end`` (a CRLF line keeps its CR: JSON whitespace).
+    path: str, stream: io.BufferedIOBase, where: _Where, block_bytes: int, first_line: int, end: bytes
+) -> Iterator[LineBlock]:
+    """Cut a stream into blocks of complete lines ending with ``end``.
 
-    Read a block at a time and split, which is several times cheaper than reading line by line; ``read1``
+    Read in large pieces and split, which is several times cheaper than reading line by line; ``read1``
     hands over what a compressed stream gave before it broke, so its error names the last line read.
     """
-    out = _Lines(path, batch_size)
-    lineno = first_line
-    parts: list[bytes] = []  # the line being read, when it spans blocks
-    while block := stream.read1(BLOCK_BYTES):
-        if end not in block:
-            parts.append(block)
+    lineno = first_line  # the number of the first line in parts
+    parts: list[bytes] = []  # read but not handed over yet
+    size = ends = 0  # their bytes and line ends
+    while piece := stream.read1(block_bytes):
+        parts.append(piece)
+        size += len(piece)
+        found = piece.count(end)
+        ends += found
+        where.line = lineno + ends - 1
+        if size < block_bytes or not found:
             continue
-        if parts:
-            block = b"".join([*parts, block])
-            parts = []
-        lines = block.split(end)
-        rest = lines.pop()
-        out.parse(lines, lineno)
-        lineno += len(lines)
-        where.line = lineno - 1
-        yield from out.full()
-        if rest:
-            parts.append(rest)
-    if parts:
-        out.add(_parse_line(path, lineno, b"".join(parts), last=True), lineno)
-    yield from out.full(flush=True)
+        data = b"".join(parts) if len(parts) > 1 else piece
+        cut = data.rindex(end)
+        yield LineBlock(path, lineno, data[:cut], end, last=False)
+        lineno += ends
+        rest = data[cut + 1 :]
+        parts, size, ends = [rest] if rest else [], len(rest), 0
+    data = b"".join(parts)
+    cut = data.rfind(end)
+    if cut >= 0:
+        yield LineBlock(path, lineno, data[:cut], end, last=False)
+        lineno += ends
+    if data[cut + 1 :]:
+        yield LineBlock(path, lineno, data[cut + 1 :], end, last=True)
 
 
 class _Lines:
@@ -201,6 +241,12 @@ class _Lines:
         self.values: list[dict[str, Any] | None] = []
         self.numbers: list[int] = []
         self.unreadable: dict[int, tuple[str, str | None]] = {}
+
+    def parse_block(self, block: LineBlock) -> None:
+        if block.last:
+            self.add(_parse_line(self.path, block.first_line, block.data, last=True), block.first_line)
+        else:
+            self.parse(block.data.split(block.end), block.first_line)
 
     def parse(self, lines: list[bytes], first: int) -> None:
         """Parse complete lines (without their line ends), numbered from ``first``."""
@@ -383,6 +429,7 @@ def _raw_text(value: Any) -> str:
 
 
 def _json_array(path: str, data: bytes, batch_size: int) -> Iterator[Batch]:
+    """The records of a JSON array file (parsed whole), ``batch_size`` at a time."""
     try:
         values = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
