@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,17 +121,55 @@ def json_batches(path: str, kind: str, batch_size: int) -> Iterator[Batch]:
     yield from lines.full(flush=True)
 
 
-def json_line_blocks(path: str, block_bytes: int) -> Iterator[LineBlock]:
-    """The complete lines of a JSON lines file, about ``block_bytes`` at a time, for :func:`parse_block`."""
-    for item in _json_items(path, "jsonl", block_bytes):
-        assert isinstance(item, LineBlock)
-        yield item
+def line_spans(path: str, span_bytes: int) -> tuple[int, bytes, list[tuple[int, int]]]:
+    """A plain (uncompressed) JSON lines file cut between lines: the first line's number (blank lines and a
+    BOM before it skipped), the line end (LF, or CR alone), and byte spans ``[start, stop)`` of about
+    ``span_bytes`` each, every one but the file's last ending with a line end. Reads only around the cuts."""
+    with open(path, "rb") as stream:
+        head = stream.peek(4096)
+        _check_text_encoding(path, head)
+        skipped, _ = _skip_blank(stream)
+        end = b"\r" if b"\n" not in head and b"\r" in head.rstrip(b"\r") else b"\n"
+        start, size = stream.tell(), os.fstat(stream.fileno()).st_size
+        spans = []
+        while start < size:
+            stop = _line_end_after(stream, start + span_bytes, end, size)
+            spans.append((start, stop))
+            start = stop
+    return skipped + 1, end, spans
 
 
-def parse_block(block: LineBlock, batch_size: int) -> list[Batch]:
-    """One block's records, in batches of ``batch_size`` (the last one shorter)."""
-    lines = _Lines(block.path, batch_size)
-    lines.parse_block(block)
+def _line_end_after(stream: io.BufferedReader, at: int, end: bytes, size: int) -> int:
+    """The position just after the first line end at or after ``at`` (the file's size when there is none)."""
+    stream.seek(at)
+    while at < size:
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            break
+        found = chunk.find(end)
+        if found >= 0:
+            return at + found + 1
+        at += len(chunk)
+    return size
+
+
+def read_span(path: str, start: int, stop: int, end: bytes, batch_size: int) -> tuple[list[Batch], int]:
+    """The records of one span of :func:`line_spans`, its lines numbered from 1, in batches of
+    ``batch_size``; and the number of line ends in it."""
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        data = stream.read(stop - start)
+    return parse_block(path, data, end, 1, batch_size), data.count(end)
+
+
+def parse_block(path: str, data: bytes, end: bytes, first_line: int, batch_size: int) -> list[Batch]:
+    """The records of whole lines ``data`` (the last one may lack its line end only at the file's end)."""
+    lines = _Lines(path, batch_size)
+    cut = data.rfind(end)
+    if cut >= 0:
+        lines.parse_block(LineBlock(path, first_line, data[:cut], end, last=False))
+    if data[cut + 1 :]:
+        lines.parse_block(LineBlock(path, first_line + data.count(end), data[cut + 1 :], end, last=True))
     return list(lines.full(flush=True))
 
 

@@ -9,7 +9,7 @@ input order: the same counts, errors, drops (in the same order) and schema as on
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rmdata.data import drops
 from rmdata.data.batch import Batch, RawRecord
@@ -33,6 +33,7 @@ class Part:
     invalid: int
     drops: list[Drop]
     observed: list[Observed]
+    lines: int  # lines in the part (blank ones too): the line numbers of the parts after it
 
 
 def content_digest(kind: str, row: Row) -> int:
@@ -116,20 +117,24 @@ class Pass1:
         if on_rows is not None and rows:
             on_rows(rows)
 
-    def merge(self, part: Part) -> None:
-        """Take in what a worker's Pass1 found over the next part of the input (parts in input order)."""
+    def merge(self, part: Part, line_offset: int = 0) -> None:
+        """Take in what a worker's Pass1 found over the next part of the input (parts in input order);
+        ``line_offset``: the lines before the part, whose own lines the worker numbered from 1."""
         self.records += part.records
         self.valid_rows += part.valid_rows
         self.invalid += part.invalid
         for drop in part.drops:
+            if line_offset:
+                path, line = drop.location.rsplit(":", 1)
+                drop = replace(drop, location=f"{path}:{int(line) + line_offset}")
             self._drop(drop)
         for seen in part.observed:
             self.schema.merge(seen)
 
-    def part(self) -> Part:
-        """What this worker Pass1 found (made with ``observe_only=True``): for :meth:`merge`."""
+    def part(self, lines: int) -> Part:
+        """What this worker Pass1 found (made with ``observe_only=True``) over ``lines`` lines: for :meth:`merge`."""
         assert self.observed is not None and self.kept is not None
-        return Part(self.records, self.valid_rows, self.invalid, self.kept, self.observed)
+        return Part(self.records, self.valid_rows, self.invalid, self.kept, self.observed, lines)
 
     def _normalize(self, batch: Batch, fmt: Format, detected_in: InputInfo | None) -> tuple[list[Row], list[int]]:
         """Record by record: the valid rows and the index of the record each comes from; the rest dropped."""
@@ -195,5 +200,3 @@ def drop_errors(drop: Drop) -> list[RecordError]:
     """The rules a dropped record broke, one RecordError each (its message when no field was named)."""
     fields = drop.fields or ({"field": None, "message": drop.message},)
     return [RecordError(drop.location, f.get("field"), f.get("message") or drop.message) for f in fields]
-
-

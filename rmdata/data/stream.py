@@ -32,6 +32,7 @@ from rmdata.data.pass1 import MAX_KEPT_ERRORS, Pass1, content_digest, drop_error
 from rmdata.data.readers import iter_batches
 from rmdata.data.rules import Problems, RecordError
 from rmdata.data.schema import core_frame, core_schema
+from rmdata.data.workers import head_spans, scan_spans, scan_workers
 from rmdata.errors import RmdataError
 
 __all__ = ["ScanReport", "content_digest", "drop_errors", "format_errors", "open_inputs", "reading", "scan", "stream"]
@@ -101,12 +102,20 @@ def scan(
     formats: dict[str, str] = {}
     for info in inputs:
         with reading(info.path):
-            head, rest = _head(_counted(info, batch_size), DETECT_SAMPLE)
+            workers = scan_workers(info, per_row=on_rows is not None or state.digests is not None)
+            if workers:
+                spans = head_spans(info.files[0], batch_size, DETECT_SAMPLE)
+                head, rest = spans.head, iter(list[Batch]())
+                info.records += sum(len(batch) for batch in head)
+            else:
+                head, rest = _head(_counted(info, batch_size), DETECT_SAMPLE)
             fmt = choose_format(format, [r for batch in head for r in batch.records], info)
             state.check_kind(fmt, info, inputs[0])
             formats[info.path] = fmt.name
             for batch in chain(head, rest):
                 state.add(batch, fmt, info, detected=format is None, on_rows=on_rows)
+            if workers:
+                info.records += scan_spans(state, spans, info, fmt.name, format is None, batch_size, workers)
     assert state.kind is not None
     state.schema.core = set(core_schema(state.kind, multi_response=True))
     carried = state.schema.finish(notes)
