@@ -13,7 +13,9 @@ every instruction distinct) into ``--tmp`` (deleted afterwards) and measures, ea
 - ``score``: ``python -m rmdata score FILE`` (default ``--on-error fail``: every record is validated before
   anything is scored) with a from-config tiny Llama reward model (hidden 32, 2 layers, the tiny byte-level
   ChatML tokenizer, context ``--max-length``): seconds from its start to the first shard file under
-  ``data/`` and the process's peak RSS then; it is stopped there.
+  ``data/`` and the process's peak RSS then; it is stopped there. ``--threads 1`` sets ``OMP_NUM_THREADS``
+  for it: on a machine other jobs keep busy, torch's default two threads made the tiny model's forward
+  passes ~13x slower here (a thread waiting on a descheduled one), hiding the data layer's time.
 
 Prints one JSON line: every figure, the ratios, the load average, and whether the targets hold (first
 shard within 60 s; the score process under 1 GB however large the input).
@@ -85,11 +87,12 @@ def build_model(out: Path, max_length: int) -> Path:
     return out
 
 
-def first_shard(path: Path, model: Path, out: Path, timeout: float) -> dict[str, Any]:
+def first_shard(path: Path, model: Path, out: Path, timeout: float, threads: int | None = None) -> dict[str, Any]:
     """Start ``rmdata score``; poll ``out/data`` for a committed shard; stop the run there."""
     command = [sys.executable, "-m", "rmdata", "score", str(path), "--model", str(model), "--output", str(out)]
+    env = _env() if threads is None else {**_env(), "OMP_NUM_THREADS": str(threads)}
     began = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     seconds = peak = None
     try:
         while proc.poll() is None and time.perf_counter() - began < timeout:
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--input", type=Path, default=None, help="an existing JSON lines file instead (kept)")
     parser.add_argument("--tmp", type=Path, default=None, help="where the input goes (default: the system's)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on the first shard after this")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="OMP_NUM_THREADS for rmdata score (default: torch's own choice)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rmdata-first-shard-", dir=args.tmp) as tmp:
@@ -148,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         result["json_loads"] = measure("json_loads", path)
         result["scan"] = measure("scan", path)
-        result["score"] = first_shard(path, model, Path(tmp) / "scores", args.timeout)
+        result["score"] = first_shard(path, model, Path(tmp) / "scores", args.timeout, args.threads)
+        result["score"]["omp_num_threads"] = args.threads
         result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     result["scan_vs_json_loads_cpu"] = round(
         result["scan"]["records_per_cpu_s"] / result["json_loads"]["records_per_cpu_s"], 2
