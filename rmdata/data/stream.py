@@ -7,7 +7,9 @@ have the same columns and dtypes: those of :func:`rmdata.data.load.load_dataset_
 on these two passes. Bad records are handled in pass 1 (``on_error="fail"`` raises, ``"skip"`` hands each
 one to ``on_drop`` as a :class:`~rmdata.data.drops.Drop`); pass 2 leaves the same records out silently.
 
-Repeated inputs (the same file given twice) are read once, with a note. With ``dedup=True`` a row whose
+Pass 1's state is :class:`rmdata.data.pass1.Pass1`; a large plain JSON lines input is validated on worker
+processes (:mod:`rmdata.data.workers`) with the same result. Repeated inputs (the same file given twice)
+are read once, with a note. With ``dedup=True`` a row whose
 normalized content (prompt and response(s)) repeats an earlier row's is dropped as ``duplicate``.
 """
 
