@@ -1,8 +1,10 @@
 """JSON lines and JSON array files -> raw records, read to the end of their (compressed) stream.
 
-``.jsonl``/``.ndjson`` (also ``.gz`` and ``.zst``, any case) are read line by line, with LF, CRLF or CR-only
-line ends; a ``.json`` file whose first non-blank byte is ``[`` is parsed as one array, else read as JSON
-lines. Locations: ``file:line`` (1-based) for lines, ``file:row`` (0-based) for array items.
+``.jsonl``/``.ndjson`` (also ``.gz`` and ``.zst``, any case; opened by :mod:`rmdata.data.bytestreams`) are
+read in blocks of whole lines, with LF, CRLF or CR-only line ends, and decoded by orjson; a line orjson
+refuses, or reads differently (integers beyond 64 bits), is read by Python's json, which names the problem.
+A ``.json`` file whose first non-blank byte is ``[`` is parsed as one array, else read as JSON lines.
+Locations: ``file:line`` (1-based) for lines, ``file:row`` (0-based) for array items.
 
 What is refused, and how: a compressed stream must reach its end marker (a zstd file cut at a block
 boundary too) and UTF-16/32 text is refused up front, each one RmdataError naming the file; a line is an
@@ -19,7 +21,6 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,68 +28,9 @@ import orjson
 import zstandard
 
 from rmdata.data.batch import Batch, RawRecord
+from rmdata.data.bytestreams import check_text_encoding, open_binary
 from rmdata.data.rules import describe
 from rmdata.errors import RmdataError
-
-
-class _ZstdFrames(io.RawIOBase):
-    """Decompress a stream of zstd frames; ending inside a frame (before its end marker) is an EOFError.
-
-    ``zstandard``'s own stream reader reports a stream cut at a block boundary as a clean end of data.
-    """
-
-    def __init__(self, raw: io.BufferedIOBase) -> None:
-        self._raw = raw
-        self._dctx = zstandard.ZstdDecompressor()
-        self._obj = self._dctx.decompressobj()
-        self._out = memoryview(b"")
-        self._in_frame = False
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._out and not self._done:
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                if self._in_frame:
-                    raise EOFError("the zstd stream ends inside a frame, before its end marker")
-                self._done = True
-            else:
-                self._out = memoryview(self._decompress(chunk))
-        n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
-
-    def _decompress(self, data: bytes) -> bytes:
-        parts = []
-        while data:
-            self._in_frame = True
-            parts.append(self._obj.decompress(data))
-            if not self._obj.eof:
-                break
-            data = self._obj.unused_data  # the next frame, when several were concatenated
-            self._obj = self._dctx.decompressobj()
-            self._in_frame = False
-        return b"".join(parts)
-
-
-@contextmanager
-def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
-    """A buffered binary stream (with ``peek``) over the file, decompressed when it ends in .gz or .zst
-    (any case); a compressed stream that ends before its end marker raises EOFError when read to the end."""
-    name = path.lower()
-    with open(path, "rb") as raw:
-        if name.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw) as unzipped:
-                yield unzipped
-        elif name.endswith(".zst"):
-            yield io.BufferedReader(_ZstdFrames(raw), buffer_size=1 << 20)
-        else:
-            yield raw
-
 
 BLOCK_BYTES = 1 << 20  # JSON lines are read about this many bytes at a time
 MAX_DEPTH = 64  # nesting levels a record may have
@@ -96,17 +38,7 @@ _TOO_DEEP = f"the record nests arrays or objects more than {MAX_DEPTH} levels de
 _INEXACT = "read again by json"
 _BIG = float(2**63)  # orjson reads integers from here on (in magnitude) as floats
 _FLAT = frozenset({str, int, bool, type(None)})  # a record of these values needs no _orjson_check walk
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _check_text_encoding(path: str, head: bytes) -> None:
-    """UTF-16 (and UTF-32) text is refused up front, with the fix; its lines are not JSON to a UTF-8 reader."""
-    if head.startswith(_UTF16_BOMS) or (len(head) >= 4 and head[:64].count(0) >= len(head[:64]) // 4):
-        raise RmdataError(
-            f"{path}: the file is UTF-16 or UTF-32 text (a byte-order mark or NUL bytes at its start); rmdata "
-            "reads UTF-8: re-encode it, e.g. iconv -f UTF-16 -t UTF-8 in > out"
-        )
 
 
 def json_batches(path: str, kind: str, batch_size: int) -> Iterator[Batch]:
@@ -127,7 +59,7 @@ def line_spans(path: str, span_bytes: int) -> tuple[int, bytes, list[tuple[int, 
     ``span_bytes`` each, every one but the file's last ending with a line end. Reads only around the cuts."""
     with open(path, "rb") as stream:
         head = stream.peek(4096)
-        _check_text_encoding(path, head)
+        check_text_encoding(path, head)
         skipped, _ = _skip_blank(stream)
         end = b"\r" if b"\n" not in head and b"\r" in head.rstrip(b"\r") else b"\n"
         start, size = stream.tell(), os.fstat(stream.fileno()).st_size
@@ -188,9 +120,9 @@ def _json_items(path: str, kind: str, block_bytes: int) -> Iterator[LineBlock | 
     """A JSON lines file as blocks of lines, or a JSON array file as its bytes; reading errors as RmdataError."""
     where = _Where()
     try:
-        with _open_binary(path) as stream:
+        with open_binary(path) as stream:
             head = stream.peek(4096)  # type: ignore[attr-defined]
-            _check_text_encoding(path, head)
+            check_text_encoding(path, head)
             skipped, first = _skip_blank(stream)
             if kind == "json" and first == b"[":
                 yield stream.read()
