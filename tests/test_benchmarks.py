@@ -166,3 +166,27 @@ def test_script_prints_one_json_line() -> None:
     assert summary["packed"]["real_tokens"] == summary["padded"]["real_tokens"] > 0
     assert summary["packed"]["memory_measure"] == "ru_maxrss of the subprocess"
     assert any("ratio" in key for key in summary)
+
+
+def test_first_shard_scan_measure_counts_every_record(tmp_path: Path) -> None:
+    """benchmarks/first_shard.py: the scan and its json.loads baseline each read every record, in a subprocess."""
+    from benchmarks import first_shard
+    from benchmarks.stream_memory import alpaca_records, write_file
+
+    path = tmp_path / "in.jsonl"
+    write_file(path, alpaca_records(None, 0), 300)
+    for kind in ("json_loads", "scan"):
+        figures = first_shard.measure(kind, path)
+        assert figures["records"] == 300 and figures["peak_rss_mb"] > 0
+        assert figures["records_per_cpu_s"] >= figures["records_per_s"] / 2 > 0  # one process: cpu <= ~wall
+
+
+@pytest.mark.slow
+def test_first_shard_script_reports_the_first_shard(tmp_path: Path) -> None:
+    """End to end: a tiny input, rmdata score started and stopped at its first shard (~30 s, more under load)."""
+    from benchmarks import first_shard
+
+    summary = first_shard.main(["--rows", "500", "--tmp", str(tmp_path)])
+    assert summary["scan"]["records"] == summary["json_loads"]["records"] == 500
+    assert 0 < summary["score"]["first_shard_s"] < 600 and summary["targets_met"] == all(summary["targets"].values())
+    assert list(tmp_path.iterdir()) == []  # the generated input and model are gone

@@ -15,6 +15,7 @@ pass 2 is built to (:func:`carried_frame`), so a stream's batches all have the s
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from rmdata.data.readers import Batch
+from rmdata.data.batch import Batch
 from rmdata.data.schema import carried_column
 
 MAX_CARRIED_COLUMNS = 256  # distinct carried keys before per-record keys go into one JSON column
@@ -47,21 +48,15 @@ class CarriedSchema:
 
     def add(self, batch: Batch, take: list[int], consumed: set[str]) -> None:
         """Count the keys and infer the types of the batch's valid records (``take``: their indices)."""
-        if not take:
+        self.merge(observe(batch, take, consumed))
+
+    def merge(self, seen: Observed) -> None:
+        """Take in one batch's :func:`observe` (batches in input order)."""
+        taken, present, dtypes = seen
+        if not taken:
             return
-        taken = sorted(set(take))
-        if batch.frame is not None:
-            present = {name: len(taken) for name in batch.frame.columns if name not in consumed}
-            dtypes = {name: batch.frame.schema[name] for name in present}
-        else:
-            present = {}
-            for i in taken:
-                for key in batch.records[i].value or {}:
-                    if key not in consumed:
-                        present[key] = present.get(key, 0) + 1
-            dtypes = {}
         before = self.records
-        self.records += len(taken)
+        self.records += taken
         for key, count in present.items():
             if key not in self.keys:
                 if len(self.keys) >= MAX_CARRIED_COLUMNS:
@@ -74,14 +69,8 @@ class CarriedSchema:
             self.keys = {k: c for k, c in self.keys.items() if c == self.records}
             self.types = {k: t for k, t in self.types.items() if k in self.keys}
         for key in present:
-            if key not in self.keys:
-                continue
-            if key in dtypes:
-                dtype = dtypes[key]
-            else:
-                dtype = carried_column(key, [(batch.records[i].value or {}).get(key) for i in taken]).dtype
-            if dtype != pl.Null:
-                self.types.setdefault(key, set()).add(dtype)
+            if key in self.keys and key in dtypes and dtypes[key] != pl.Null:
+                self.types.setdefault(key, set()).add(dtypes[key])
 
     def finish(self, notes: list[str]) -> dict[str, pl.DataType]:
         """Settle the output columns (name -> dtype, in first-seen order), adding notes for decisions."""
@@ -123,6 +112,33 @@ class CarriedSchema:
         return new
 
 
+Observed = tuple[int, dict[str, int], dict[str, pl.DataType]]  # valid records, key -> records holding it, dtypes
+
+
+def observe(batch: Batch, take: list[int], consumed: set[str]) -> Observed:
+    """What :meth:`CarriedSchema.merge` needs of one batch: its valid records' count, how many of them hold each
+    carried key (first-seen order) and each key's type over the batch. A pure function of the batch, so pass 1
+    can run it in worker processes. A batch of more than MAX_CARRIED_COLUMNS keys types only the keys each of
+    its records holds: the merge keeps no other (past that many keys, only keys every record holds stay)."""
+    taken = sorted(set(take))
+    if not taken:
+        return 0, {}, {}
+    if batch.frame is not None:
+        present = {name: len(taken) for name in batch.frame.columns if name not in consumed}
+        return len(taken), present, {name: batch.frame.schema[name] for name in present}
+    values = _values(batch, taken)
+    present = {}
+    # Records mostly share one key order: count each order once (first-seen key order is kept).
+    for keys, count in Counter(map(tuple, values)).items():
+        for key in keys:
+            if key not in consumed:
+                present[key] = present.get(key, 0) + count
+    typed = present if len(present) <= MAX_CARRIED_COLUMNS else [k for k, c in present.items() if c == len(taken)]
+    # The type is inferred over the batch's values, as pass 2 builds the column.
+    dtypes = {key: carried_column(key, [v.get(key) for v in values]).dtype for key in typed}
+    return len(taken), present, dtypes
+
+
 def carried_frame(schema: CarriedSchema, batch: Batch, take: list[int], consumed: set[str]) -> pl.DataFrame:
     """The carried columns of the rows ``take`` (indices into the batch, repeated for multi-response records),
     built to the settled schema; ``consumed``: the keys the batch's format reads."""
@@ -135,7 +151,7 @@ def carried_frame(schema: CarriedSchema, batch: Batch, take: list[int], consumed
             values = frame[key] if key is not None and key in frame.columns else None  # extra: nulls
             columns.append(_conform(name, dtype, name in schema.json_text, values, n))
     else:
-        records = [batch.records[i].value or {} for i in take]
+        records = _values(batch, take)
         for name, dtype in schema.columns.items():
             key = schema.sources.get(name)
             if key is None:
@@ -152,6 +168,13 @@ def carried_frame(schema: CarriedSchema, batch: Batch, take: list[int], consumed
             extras = [{k: v for k, v in r.items() if k not in known and k not in consumed} for r in records]
             columns.append(pl.Series(schema.extra, [_json(e) if e else None for e in extras], dtype=pl.String))
     return pl.DataFrame(columns) if columns else pl.DataFrame()
+
+
+def _values(batch: Batch, take: list[int]) -> list[dict[str, Any]]:
+    """The values of records ``take`` (every record of a batch with none unreadable: the list itself)."""
+    if len(take) == len(batch.values) and not batch.unreadable and take == list(range(len(take))):
+        return batch.values  # type: ignore[return-value]
+    return [batch.values[i] or {} for i in take]
 
 
 def _common_type(dtypes: set[pl.DataType]) -> pl.DataType | None:

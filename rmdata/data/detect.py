@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmdata.data.batch import RawRecord
 from rmdata.data.formats import FORMATS, Format, Row, guess_format
 from rmdata.data.inputs import InputInfo
-from rmdata.data.jsonl import RawRecord
 from rmdata.data.rules import Problems
 from rmdata.errors import RmdataError
 

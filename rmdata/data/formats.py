@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from rmdata.data.hh import split_pair
@@ -41,6 +42,18 @@ class Format:
     optional: tuple[str, ...]
     summary: str
     normalize: Callable[[Record, Problems], list[Row]]
+    # A whole-batch check, column by column: True only when every record is valid and gives one row; False
+    # sends the batch through ``normalize`` record by record, which names each problem. None: no such check.
+    batch_check: Callable[[list[Record]], bool] | None = None
+
+    def all_valid(self, records: list[Record]) -> bool:
+        """Whether ``batch_check`` finds every record valid (each giving one row); False when unsure."""
+        if self.batch_check is None:
+            return False
+        try:
+            return self.batch_check(records)
+        except KeyError:  # a record lacks a required key
+            return False
 
     @property
     def consumed(self) -> tuple[str, ...]:
@@ -173,11 +186,59 @@ def _multi_response(rec: Record, problems: Problems) -> list[Row]:
     return rows
 
 
+def _texts(values: list[Any]) -> bool:
+    """Whether every value passes :func:`check_text` (C-level passes over the column, no call per value)."""
+    return set(map(type, values)) == {str} and "" not in values and not any(map(str.isspace, values))
+
+
+def _column(records: list[Record], key: str) -> list[Any]:
+    """The values of a key every record holds; a record without it raises KeyError (``all_valid``: False)."""
+    return list(map(itemgetter(key), records))
+
+
+def _optional(records: list[Record], key: str) -> list[Any]:
+    return [record.get(key) for record in records]
+
+
+def _margins(records: list[Record]) -> bool:
+    """Whether every margin passes :func:`check_margin` (missing, null, NaN or a finite number)."""
+    margins = _optional(records, "margin")
+    kinds = set(map(type, margins))
+    if kinds <= {type(None)}:
+        return True
+    if not kinds <= {type(None), float, int}:
+        return False
+    return all(-_FINITE <= m <= _FINITE or m != m for m in margins if m is not None)
+
+
+_FINITE = 1.7976931348623157e308  # the largest float
+
+
+def _pairs_all_valid(records: list[Record]) -> bool:
+    """Pairs given as three strings: each non-blank, chosen unlike rejected, a valid margin."""
+    chosen, rejected = _column(records, "chosen"), _column(records, "rejected")
+    if not (_texts(_column(records, "prompt")) and _texts(chosen) and _texts(rejected)):
+        return False
+    return not any(map(str.__eq__, chosen, rejected)) and _margins(records)
+
+
+def _prompt_response_all_valid(records: list[Record]) -> bool:
+    """A string prompt and a response, each non-blank."""
+    return _texts(_column(records, "prompt")) and _texts(_column(records, "response"))
+
+
+def _alpaca_all_valid(records: list[Record]) -> bool:
+    """Instruction and output non-blank, input a string or absent."""
+    if not (_texts(_column(records, "instruction")) and _texts(_column(records, "output"))):
+        return False
+    return set(map(type, _optional(records, "input"))) <= {str, type(None)}
+
+
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
         Format("pairs", "pairs", ("prompt", "chosen", "rejected"), ("margin",),
-               "prompt, chosen, rejected: strings or message lists", _pairs),
+               "prompt, chosen, rejected: strings or message lists", _pairs, _pairs_all_valid),
         Format("pairs-implicit", "pairs", ("chosen", "rejected"), ("margin",),
                "chosen, rejected: whole conversations sharing the prompt turns (TRL implicit prompt)",
                _pairs_implicit),
@@ -186,9 +247,9 @@ FORMATS: dict[str, Format] = {
         Format("messages", "corpus", ("messages",), (),
                "messages: a conversation ending with the assistant's response", _messages),
         Format("prompt-response", "corpus", ("prompt", "response"), (),
-               "prompt (string or messages), response (string)", _prompt_response),
+               "prompt (string or messages), response (string)", _prompt_response, _prompt_response_all_valid),
         Format("alpaca", "corpus", ("instruction", "output"), ("input",),
-               "instruction, optional input, output (AlpacaEval outputs too)", _alpaca),
+               "instruction, optional input, output (AlpacaEval outputs too)", _alpaca, _alpaca_all_valid),
         Format("multi-response", "corpus", ("prompt", "responses"), (),
                "prompt and a list of responses, one row per response (response_index)", _multi_response),
     )

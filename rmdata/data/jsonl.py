@@ -1,8 +1,10 @@
 """JSON lines and JSON array files -> raw records, read to the end of their (compressed) stream.
 
-``.jsonl``/``.ndjson`` (also ``.gz`` and ``.zst``, any case) are read line by line, with LF, CRLF or CR-only
-line ends; a ``.json`` file whose first non-blank byte is ``[`` is parsed as one array, else read as JSON
-lines. Locations: ``file:line`` (1-based) for lines, ``file:row`` (0-based) for array items.
+``.jsonl``/``.ndjson`` (also ``.gz`` and ``.zst``, any case; opened by :mod:`rmdata.data.bytestreams`) are
+read in blocks of whole lines, with LF, CRLF or CR-only line ends, and decoded by orjson; a line orjson
+refuses, or reads differently (integers beyond 64 bits), is read by Python's json, which names the problem.
+A ``.json`` file whose first non-blank byte is ``[`` is parsed as one array, else read as JSON lines.
+Locations: ``file:line`` (1-based) for lines, ``file:row`` (0-based) for array items.
 
 What is refused, and how: a compressed stream must reach its end marker (a zstd file cut at a block
 boundary too) and UTF-16/32 text is refused up front, each one RmdataError naming the file; a line is an
@@ -16,113 +18,118 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import zstandard
 
+from rmdata.data.batch import Batch, RawRecord
+from rmdata.data.bytestreams import check_text_encoding, open_binary
 from rmdata.data.rules import describe
 from rmdata.errors import RmdataError
 
-
-@dataclass
-class RawRecord:
-    location: str
-    value: dict[str, Any] | None  # None when the record could not be read
-    error: str | None = None  # why it could not be read
-    text: str | None = None  # the unreadable line, for the rejects file
-
-
-class _ZstdFrames(io.RawIOBase):
-    """Decompress a stream of zstd frames; ending inside a frame (before its end marker) is an EOFError.
-
-    ``zstandard``'s own stream reader reports a stream cut at a block boundary as a clean end of data.
-    """
-
-    def __init__(self, raw: io.BufferedIOBase) -> None:
-        self._raw = raw
-        self._dctx = zstandard.ZstdDecompressor()
-        self._obj = self._dctx.decompressobj()
-        self._out = memoryview(b"")
-        self._in_frame = False
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._out and not self._done:
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                if self._in_frame:
-                    raise EOFError("the zstd stream ends inside a frame, before its end marker")
-                self._done = True
-            else:
-                self._out = memoryview(self._decompress(chunk))
-        n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
-
-    def _decompress(self, data: bytes) -> bytes:
-        parts = []
-        while data:
-            self._in_frame = True
-            parts.append(self._obj.decompress(data))
-            if not self._obj.eof:
-                break
-            data = self._obj.unused_data  # the next frame, when several were concatenated
-            self._obj = self._dctx.decompressobj()
-            self._in_frame = False
-        return b"".join(parts)
-
-
-@contextmanager
-def _open_binary(path: str) -> Iterator[io.BufferedIOBase]:
-    """A buffered binary stream (with ``peek``) over the file, decompressed when it ends in .gz or .zst
-    (any case); a compressed stream that ends before its end marker raises EOFError when read to the end."""
-    name = path.lower()
-    with open(path, "rb") as raw:
-        if name.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw) as unzipped:
-                yield unzipped
-        elif name.endswith(".zst"):
-            yield io.BufferedReader(_ZstdFrames(raw), buffer_size=1 << 20)
-        else:
-            yield raw
-
-
+BLOCK_BYTES = 1 << 20  # JSON lines are read about this many bytes at a time
 MAX_DEPTH = 64  # nesting levels a record may have
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_TOO_DEEP = f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+_INEXACT = "read again by json"
+_BIG = float(2**63)  # orjson reads integers from here on (in magnitude) as floats
+_FLAT = frozenset({str, int, bool, type(None)})  # a record of these values needs no _orjson_check walk
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _check_text_encoding(path: str, head: bytes) -> None:
-    """UTF-16 (and UTF-32) text is refused up front, with the fix; its lines are not JSON to a UTF-8 reader."""
-    if head.startswith(_UTF16_BOMS) or (len(head) >= 4 and head[:64].count(0) >= len(head[:64]) // 4):
-        raise RmdataError(
-            f"{path}: the file is UTF-16 or UTF-32 text (a byte-order mark or NUL bytes at its start); rmdata "
-            "reads UTF-8: re-encode it, e.g. iconv -f UTF-16 -t UTF-8 in > out"
-        )
+def json_batches(path: str, kind: str, batch_size: int) -> Iterator[Batch]:
+    """The records of a JSON lines or JSON array file, ``batch_size`` at a time (none for an empty file)."""
+    lines = _Lines(path, batch_size)
+    for item in _json_items(path, kind, BLOCK_BYTES):
+        if isinstance(item, LineBlock):
+            lines.parse_block(item)
+            yield from lines.full()
+        else:
+            yield from _json_array(path, item, batch_size)
+    yield from lines.full(flush=True)
 
 
-def json_records(path: str, kind: str) -> Iterator[RawRecord]:
+def line_spans(path: str, span_bytes: int) -> tuple[int, bytes, list[tuple[int, int]]]:
+    """A plain (uncompressed) JSON lines file cut between lines: the first line's number (blank lines and a
+    BOM before it skipped), the line end (LF, or CR alone), and byte spans ``[start, stop)`` of about
+    ``span_bytes`` each, every one but the file's last ending with a line end. Reads only around the cuts."""
+    with open(path, "rb") as stream:
+        head = stream.peek(4096)
+        check_text_encoding(path, head)
+        skipped, _ = _skip_blank(stream)
+        end = b"\r" if b"\n" not in head and b"\r" in head.rstrip(b"\r") else b"\n"
+        start, size = stream.tell(), os.fstat(stream.fileno()).st_size
+        spans = []
+        while start < size:
+            stop = _line_end_after(stream, start + span_bytes, end, size)
+            spans.append((start, stop))
+            start = stop
+    return skipped + 1, end, spans
+
+
+def _line_end_after(stream: io.BufferedReader, at: int, end: bytes, size: int) -> int:
+    """The position just after the first line end at or after ``at`` (the file's size when there is none)."""
+    stream.seek(at)
+    while at < size:
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            break
+        found = chunk.find(end)
+        if found >= 0:
+            return at + found + 1
+        at += len(chunk)
+    return size
+
+
+def read_span(path: str, start: int, stop: int, end: bytes, batch_size: int) -> tuple[list[Batch], int]:
+    """The records of one span of :func:`line_spans`, its lines numbered from 1, in batches of
+    ``batch_size``; and the number of line ends in it."""
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        data = stream.read(stop - start)
+    return parse_block(path, data, end, 1, batch_size), data.count(end)
+
+
+def parse_block(path: str, data: bytes, end: bytes, first_line: int, batch_size: int) -> list[Batch]:
+    """The records of whole lines ``data`` (the last one may lack its line end only at the file's end)."""
+    lines = _Lines(path, batch_size)
+    cut = data.rfind(end)
+    if cut >= 0:
+        lines.parse_block(LineBlock(path, first_line, data[:cut], end, last=False))
+    if data[cut + 1 :]:
+        lines.parse_block(LineBlock(path, first_line + data.count(end), data[cut + 1 :], end, last=True))
+    return list(lines.full(flush=True))
+
+
+@dataclass
+class LineBlock:
+    """Complete lines of a JSON lines file as read: ``data`` holds them joined by ``end``, without a final one."""
+
+    path: str
+    first_line: int  # the line number of the block's first line
+    data: bytes
+    end: bytes  # the line end: LF (CRLF lines keep their CR, JSON whitespace) or CR alone
+    last: bool  # the block is the file's last line, which ends without a line end
+
+
+def _json_items(path: str, kind: str, block_bytes: int) -> Iterator[LineBlock | bytes]:
+    """A JSON lines file as blocks of lines, or a JSON array file as its bytes; reading errors as RmdataError."""
     where = _Where()
     try:
-        with _open_binary(path) as stream:
+        with open_binary(path) as stream:
             head = stream.peek(4096)  # type: ignore[attr-defined]
-            _check_text_encoding(path, head)
+            check_text_encoding(path, head)
             skipped, first = _skip_blank(stream)
             if kind == "json" and first == b"[":
-                yield from _json_array(path, stream.read())
+                yield stream.read()
                 return
-            lines: Iterator[bytes] = stream
-            if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
-                lines = _cr_lines(stream)  # classic Mac line ends: CR only
-            yield from _json_lines(path, lines, where, first_line=skipped + 1)
+            cr_only = b"\n" not in head and b"\r" in head.rstrip(b"\r")  # classic Mac line ends
+            end = b"\r" if cr_only else b"\n"
+            yield from _json_lines(path, stream, where, block_bytes, first_line=skipped + 1, end=end)
     except EOFError as err:
         raise RmdataError(
             f"{path}: the compressed stream ends before its end marker, {_ended(where)} ({err}); the file is "
@@ -163,34 +170,131 @@ def _skip_blank(stream: io.BufferedIOBase) -> tuple[int, bytes]:
         stream.read(len(head))
 
 
-def _cr_lines(stream: io.BufferedIOBase) -> Iterator[bytes]:
-    """Lines of a file whose lines end with CR alone, each given back ending with a newline."""
-    rest = b""
-    while chunk := stream.read(1 << 20):
-        *lines, rest = (rest + chunk).split(b"\r")
-        for line in lines:
-            yield line + b"\n"
-    if rest:
-        yield rest
+def _json_lines(
+    path: str, stream: io.BufferedIOBase, where: _Where, block_bytes: int, first_line: int, end: bytes
+) -> Iterator[LineBlock]:
+    """Cut a stream into blocks of complete lines ending with ``end``.
+
+    Read in large pieces and split, which is several times cheaper than reading line by line; ``read1``
+    hands over what a compressed stream gave before it broke, so its error names the last line read.
+    """
+    lineno = first_line  # the number of the first line in parts
+    parts: list[bytes] = []  # read but not handed over yet
+    size = ends = 0  # their bytes and line ends
+    while piece := stream.read1(block_bytes):
+        parts.append(piece)
+        size += len(piece)
+        found = piece.count(end)
+        ends += found
+        where.line = lineno + ends - 1
+        if size < block_bytes or not found:
+            continue
+        data = b"".join(parts) if len(parts) > 1 else piece
+        cut = data.rindex(end)
+        yield LineBlock(path, lineno, data[:cut], end, last=False)
+        lineno += ends
+        rest = data[cut + 1 :]
+        parts, size, ends = [rest] if rest else [], len(rest), 0
+    data = b"".join(parts)
+    cut = data.rfind(end)
+    if cut >= 0:
+        yield LineBlock(path, lineno, data[:cut], end, last=False)
+        lineno += ends
+    if data[cut + 1 :]:
+        yield LineBlock(path, lineno, data[cut + 1 :], end, last=True)
 
 
-def _json_lines(path: str, stream: Iterable[bytes], where: _Where, first_line: int = 1) -> Iterator[RawRecord]:
-    pending: tuple[int, bytes] | None = None
-    for lineno, line in enumerate(stream, first_line):
-        if pending is not None:
-            where.line = pending[0]
-            record = _parse_line(path, *pending, last=False)
-            if record is not None:
-                yield record
-        pending = (lineno, line)
-    if pending is not None:
-        where.line = pending[0]
-        record = _parse_line(path, *pending, last=True)
-        if record is not None:
-            yield record
+class _Lines:
+    """Parsed lines gathered into batches of ``batch_size`` records."""
+
+    def __init__(self, path: str, batch_size: int) -> None:
+        self.path, self.batch_size = path, batch_size
+        self.values: list[dict[str, Any] | None] = []
+        self.numbers: list[int] = []
+        self.unreadable: dict[int, tuple[str, str | None]] = {}
+
+    def parse_block(self, block: LineBlock) -> None:
+        if block.last:
+            self.add(_parse_line(self.path, block.first_line, block.data, last=True), block.first_line)
+        else:
+            self.parse(block.data.split(block.end), block.first_line)
+
+    def parse(self, lines: list[bytes], first: int) -> None:
+        """Parse complete lines (without their line ends), numbered from ``first``."""
+        values, numbers, loads = self.values, self.numbers, orjson.loads
+        for lineno, line in enumerate(lines, first):
+            try:
+                value = loads(line)
+            except orjson.JSONDecodeError:
+                value = None
+            # orjson refuses what json reads differently (NaN, 1e400) and every lone surrogate: only the nesting
+            # depth and integers beyond 64 bits are left to check.
+            if type(value) is dict and (_FLAT.issuperset(map(type, value.values())) or _orjson_check(value) is None):
+                values.append(value)
+                numbers.append(lineno)
+            else:
+                self.add(_parse_line(self.path, lineno, line, last=False), lineno)
+
+    def add(self, record: RawRecord | None, lineno: int) -> None:
+        if record is None:  # a blank line
+            return
+        if record.value is None:
+            self.unreadable[len(self.values)] = (record.error or "unreadable", record.text)
+        self.values.append(record.value)
+        self.numbers.append(lineno)
+
+    def full(self, flush: bool = False) -> Iterator[Batch]:
+        """The complete batches gathered so far (``flush``: the rest too)."""
+        n = self.batch_size
+        start = 0
+        while len(self.values) - start >= n or (flush and start < len(self.values)):
+            stop = start + n
+            bad = {i - start: v for i, v in self.unreadable.items() if start <= i < stop}
+            yield Batch(self.values[start:stop], self.path, self.numbers[start:stop], bad)
+            start = stop
+        if start:
+            del self.values[:start], self.numbers[:start]
+            self.unreadable = {i - start: v for i, v in self.unreadable.items() if i >= start}
 
 
 def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | None:
+    """One line as a record, or None for a blank line (the path for lines the batch loop does not take)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        value = None
+    if type(value) is dict:
+        exact = _orjson_check(value)
+        if exact is None:
+            return RawRecord(f"{path}:{lineno}", value)
+        if exact is _TOO_DEEP:
+            return RawRecord(f"{path}:{lineno}", None, _TOO_DEEP, line.decode("utf-8").rstrip("\r\n"))
+    return _parse_line_exactly(path, lineno, line, last)
+
+
+def _orjson_check(value: dict[str, Any]) -> str | None:
+    """None when orjson's value is the one ``json.loads`` gives and nests at most MAX_DEPTH levels; else
+    ``_TOO_DEEP``, or ``_INEXACT`` when it holds an integral float of 2**63 or more (orjson reads an integer
+    beyond 64 bits as a float; ``json`` keeps it exact)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return _TOO_DEEP
+        for child in item.values() if type(item) is dict else item:
+            kind = type(child)
+            if kind is str or kind is int or child is None or kind is bool:
+                continue
+            if kind is float:
+                if abs(child) >= _BIG and child.is_integer():
+                    return _INEXACT
+            else:
+                stack.append((child, depth + 1))
+    return None
+
+
+def _parse_line_exactly(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | None:
+    """The standard library's reading of a line orjson refused, with the message that says why."""
     if not line.strip():
         return None
     location = f"{path}:{lineno}"
@@ -204,7 +308,7 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
         value = json.loads(text)
     except json.JSONDecodeError as err:
         what = f"{err.msg.removesuffix(' at')} at column {err.colno}"  # "Invalid control character at"
-        if last and not line.endswith(b"\n"):
+        if last:  # the last line, ending without a line end
             message = (
                 f"truncated last line: {what}, and the file does not end with a newline "
                 "(was it cut off while being written?)"
@@ -223,7 +327,7 @@ def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | 
 def _unparsable(err: ValueError | RecursionError) -> str:
     """JSON that parses by the grammar but not in Python: huge integers, nesting beyond the recursion limit."""
     if isinstance(err, RecursionError):
-        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+        return _TOO_DEEP
     message = str(err).splitlines()[0]
     if "integer string conversion" in message:
         return "a number has more than 4,300 digits, more than Python reads; write it as a string"
@@ -237,7 +341,7 @@ def _value_problem(value: Any, text: bytes | None) -> str | None:
     if not isinstance(value, dict):
         return f"a record must be a JSON object; got {describe(value)}"
     if (text is None or text.count(b"[") + text.count(b"{") > MAX_DEPTH) and _deeper_than(value, MAX_DEPTH):
-        return f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
+        return _TOO_DEEP
     if text is None or _SURROGATE_ESCAPE.search(text):
         bad = _surrogate_field(value, "")
         if bad is not None:
@@ -295,7 +399,8 @@ def _raw_text(value: Any) -> str:
         return "(not shown: too deeply nested)"
 
 
-def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
+def _json_array(path: str, data: bytes, batch_size: int) -> Iterator[Batch]:
+    """The records of a JSON array file (parsed whole), ``batch_size`` at a time."""
     try:
         values = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as err:
@@ -312,10 +417,12 @@ def _json_array(path: str, data: bytes) -> Iterator[RawRecord]:
     del data
     if not isinstance(values, list):
         raise RmdataError(f"{path}: a JSON array file must hold a list of records; got {describe(values)}")
-    for row, value in enumerate(values):
-        location = f"{path}:{row}"
-        problem = _value_problem(value, None if check_surrogates else b"")
-        if problem is None:
-            yield RawRecord(location, value)
-        else:
-            yield RawRecord(location, None, problem, _raw_text(value))
+    for start in range(0, len(values), batch_size):
+        chunk = values[start : start + batch_size]
+        batch = Batch(chunk, path, range(start, start + len(chunk)))
+        for i, value in enumerate(batch.values):
+            problem = _value_problem(value, None if check_surrogates else b"")
+            if problem is not None:
+                batch.values[i] = None
+                batch.unreadable[i] = (problem, _raw_text(value))
+        yield batch

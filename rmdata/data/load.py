@@ -24,8 +24,9 @@ import polars as pl
 from rmdata.data import drops
 from rmdata.data.drops import Drop
 from rmdata.data.inputs import InputInfo
+from rmdata.data.pass1 import drop_errors
 from rmdata.data.rules import RecordError
-from rmdata.data.stream import MAX_SHOWN, drop_errors, format_errors, scan, stream
+from rmdata.data.stream import MAX_SHOWN, format_errors, scan, stream
 from rmdata.errors import RmdataError
 
 __all__ = ["LoadedData", "format_errors", "load_dataset_records", "MAX_SHOWN"]

@@ -19,22 +19,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+from rmdata.data.batch import Batch, RawRecord
 from rmdata.data.inputs import InputInfo, file_kind
-from rmdata.data.jsonl import RawRecord, json_records
+from rmdata.data.jsonl import json_batches
 from rmdata.errors import RmdataError
 
 __all__ = ["Batch", "RawRecord", "iter_batches"]
-
-
-@dataclass
-class Batch:
-    records: list[RawRecord]
-    frame: pl.DataFrame | None = None  # columnar readers: the rows as read, aligned with records
 
 
 def iter_batches(info: InputInfo, batch_size: int = 2048) -> Iterator[Batch]:
@@ -54,7 +48,7 @@ def iter_batches(info: InputInfo, batch_size: int = 2048) -> Iterator[Batch]:
             scan = pl.scan_csv(path, infer_schema=False)  # CSV has no types: every cell stays text
             yield from _frame_batches(path, _guard(path, "CSV", scan, batch_size), csv=True)
         else:
-            yield from _chunks(json_records(path, kind), batch_size, path)
+            yield from _nonempty(json_batches(path, kind, batch_size), path)
 
 
 def _guard(path: str, what: str, scan: pl.LazyFrame, batch_size: int) -> Iterator[pl.DataFrame]:
@@ -69,17 +63,11 @@ def _guard(path: str, what: str, scan: pl.LazyFrame, batch_size: int) -> Iterato
         ) from err
 
 
-def _chunks(records: Iterator[RawRecord], size: int, path: str) -> Iterator[Batch]:
-    batch: list[RawRecord] = []
+def _nonempty(batches: Iterator[Batch], path: str) -> Iterator[Batch]:
     seen = False
-    for record in records:
-        batch.append(record)
+    for batch in batches:
         seen = True
-        if len(batch) == size:
-            yield Batch(batch)
-            batch = []
-    if batch:
-        yield Batch(batch)
+        yield batch
     if not seen:
         raise RmdataError(f"{path}: empty file, no records in it; remove it from the inputs")
 
@@ -87,13 +75,12 @@ def _chunks(records: Iterator[RawRecord], size: int, path: str) -> Iterator[Batc
 def _frame_batches(path: str, frames: Iterator[pl.DataFrame], csv: bool = False) -> Iterator[Batch]:
     row = 0
     for frame in frames:
-        records = []
-        for value in frame.iter_rows(named=True):
-            if csv:
-                _numeric_margin(value)
-            records.append(RawRecord(f"{path}:{row}", value))
-            row += 1
-        yield Batch(records, frame)
+        values: list[dict[str, Any] | None] = list(frame.iter_rows(named=True))
+        if csv:
+            for value in values:
+                _numeric_margin(value)  # type: ignore[arg-type]
+        yield Batch(values, path, range(row, row + len(values)), frame=frame)
+        row += len(values)
     if row == 0:
         raise RmdataError(f"{path}: empty file, no records in it; remove it from the inputs")
 

@@ -7,7 +7,9 @@ have the same columns and dtypes: those of :func:`rmdata.data.load.load_dataset_
 on these two passes. Bad records are handled in pass 1 (``on_error="fail"`` raises, ``"skip"`` hands each
 one to ``on_drop`` as a :class:`~rmdata.data.drops.Drop`); pass 2 leaves the same records out silently.
 
-Repeated inputs (the same file given twice) are read once, with a note. With ``dedup=True`` a row whose
+Pass 1's state is :class:`rmdata.data.pass1.Pass1`; a large plain JSON lines input is validated on worker
+processes (:mod:`rmdata.data.workers`) with the same result. Repeated inputs (the same file given twice)
+are read once, with a note. With ``dedup=True`` a row whose
 normalized content (prompt and response(s)) repeats an earlier row's is dropped as ``duplicate``.
 """
 
@@ -22,19 +24,22 @@ from typing import Any, Literal
 
 import polars as pl
 
-from rmdata.data import drops
+from rmdata.data.batch import Batch
 from rmdata.data.carried import CarriedSchema, carried_frame
 from rmdata.data.detect import DETECT_SAMPLE, choose_format, normalize
 from rmdata.data.drops import Drop
 from rmdata.data.formats import FORMATS, Format, Row
 from rmdata.data.inputs import InputInfo, resolve_input
-from rmdata.data.readers import Batch, RawRecord, iter_batches
+from rmdata.data.pass1 import MAX_KEPT_ERRORS, Pass1, content_digest, drop_errors
+from rmdata.data.readers import iter_batches
 from rmdata.data.rules import Problems, RecordError
 from rmdata.data.schema import core_frame, core_schema
+from rmdata.data.workers import head_spans, scan_spans, scan_workers
 from rmdata.errors import RmdataError
 
+__all__ = ["ScanReport", "content_digest", "drop_errors", "format_errors", "open_inputs", "reading", "scan", "stream"]
+
 MAX_SHOWN = 20  # errors listed in a raised RmdataError
-MAX_KEPT_ERRORS = 1000  # errors a ScanReport keeps for display
 DEBUG_ENV = "RMDATA_DEBUG"  # set to 1: unexpected errors while reading show their traceback
 
 
@@ -95,16 +100,24 @@ def scan(
         raise RmdataError(f"format {format!r} is not one rmdata reads; choose one of {', '.join(FORMATS)}")
     notes: list[str] = []
     inputs = open_inputs(paths, notes)
-    state = _Pass1(kind, on_drop, dedup, count_duplicates)
+    state = Pass1(kind, on_drop, dedup, count_duplicates)
     formats: dict[str, str] = {}
     for info in inputs:
         with reading(info.path):
-            head, rest = _head(_counted(info, batch_size), DETECT_SAMPLE)
+            workers = scan_workers(info, per_row=on_rows is not None or state.digests is not None)
+            if workers:
+                spans = head_spans(info.files[0], batch_size, DETECT_SAMPLE)
+                head, rest = spans.head, iter(list[Batch]())
+                info.records += sum(len(batch) for batch in head)
+            else:
+                head, rest = _head(_counted(info, batch_size), DETECT_SAMPLE)
             fmt = choose_format(format, [r for batch in head for r in batch.records], info)
             state.check_kind(fmt, info, inputs[0])
             formats[info.path] = fmt.name
             for batch in chain(head, rest):
                 state.add(batch, fmt, info, detected=format is None, on_rows=on_rows)
+            if workers:
+                info.records += scan_spans(state, spans, info, fmt.name, format is None, batch_size, workers)
     assert state.kind is not None
     state.schema.core = set(core_schema(state.kind, multi_response=True))
     carried = state.schema.finish(notes)
@@ -133,22 +146,13 @@ def stream(report: ScanReport, *, batch_rows: int = 4096) -> Iterator[pl.DataFra
         records = 0
         with reading(info.path):
             for batch in iter_batches(info, report.batch_size):
-                records += len(batch.records)
-                rows: list[Row] = []
-                sources: list[str] = []
-                take: list[int] = []
-                for i, raw in enumerate(batch.records):
-                    for row in _valid_rows(raw, fmt, info if report.detected else None):
-                        if seen is not None:
-                            digest = content_digest(report.kind, row)
-                            if digest in seen:
-                                continue
-                            seen.add(digest)
-                        rows.append(row)
-                        sources.append(raw.location)
-                        take.append(i)
+                records += len(batch)
+                rows, take = _valid_rows(batch, fmt, info if report.detected else None)
+                if seen is not None:
+                    rows, take = _first_seen(report.kind, rows, take, seen)
                 if not rows:
                     continue
+                sources = [batch.location(i) for i in take]
                 frame = core_frame(report.kind, rows, sources, fmt.name == "multi-response")
                 if fmt.name != "multi-response" and report.multi_response:
                     frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("response_index"))
@@ -222,113 +226,33 @@ def reading(path: str) -> Iterator[None]:
         ) from err
 
 
-def content_digest(kind: str, row: Row) -> int:
-    """A 64-bit hash of a normalized row's content: prompt and response (pairs: chosen and rejected).
-
-    Python's own hash: equal within one process (both passes run in one), salted across processes, so it
-    is never stored. Two different rows share one with odds of about n^2 / 2^65 (3e-6 for 10M rows).
-    """
-    prompt = tuple((m["role"], m["content"]) for m in row["prompt"])
-    if kind == "pairs":
-        return hash((prompt, row["chosen"], row["rejected"]))
-    return hash((prompt, row["response"]))
-
-
-class _Pass1:
-    """Counts, errors, drops and the carried schema, accumulated over every batch of every input."""
-
-    def __init__(
-        self, kind: str | None, on_drop: Callable[[Drop], None] | None, dedup: bool, count_duplicates: bool
-    ) -> None:
-        self.kind = kind
-        self.kind_given = kind is not None
-        self.on_drop = on_drop
-        self.dedup = dedup
-        self.digests: set[int] | None = set() if dedup or count_duplicates else None
-        self.schema = CarriedSchema(set())
-        self.records = self.valid_rows = self.invalid = self.duplicates = 0
-        self.errors: list[RecordError] = []
-        self.drop_counts: dict[str, int] = {}
-        self.multi = False
-        self.first_format = ""
-
-    def check_kind(self, fmt: Format, info: InputInfo, first: InputInfo) -> None:
-        if self.kind is None:
-            self.kind, self.first_format = fmt.kind, fmt.name
-        elif fmt.kind != self.kind:
-            if self.kind_given:
-                raise RmdataError(
-                    f"{info.path} holds {fmt.kind} records ({fmt.name}); {self.kind} records are needed here"
-                )
-            raise RmdataError(
-                f"{info.path} holds {fmt.kind} records ({fmt.name}) but {first.path} holds {self.kind} records "
-                f"({self.first_format}); preference pairs and corpus rows cannot be read as one input, "
-                "load them separately"
-            )
-        elif not self.first_format:
-            self.first_format = fmt.name
-        self.multi |= fmt.name == "multi-response"
-
-    def add(
-        self, batch: Batch, fmt: Format, info: InputInfo, detected: bool, on_rows: Callable[[list[Row]], None] | None
-    ) -> None:
-        take: list[int] = []
-        batch_rows: list[Row] = []
-        for i, raw in enumerate(batch.records):
-            self.records += 1
-            if raw.value is None:
-                self._drop(Drop(drops.UNREADABLE_RECORD, raw.error or "unreadable", raw.location,
-                                fields=({"field": None, "message": raw.error or "unreadable"},),
-                                raw=raw.text))  # fmt: skip
-                self.invalid += 1
-                continue
+def _valid_rows(batch: Batch, fmt: Format, detected_in: InputInfo | None) -> tuple[list[Row], list[int]]:
+    """The batch's valid rows and the index of the record each comes from (pass 1 reported the rest)."""
+    rows: list[Row] = []
+    take: list[int] = []
+    problems = Problems()
+    for i, value in enumerate(batch.values):
+        if value is None:
+            continue
+        found = normalize(value, fmt, problems, detected_in)
+        if problems:
             problems = Problems()
-            rows = normalize(raw.value, fmt, problems, info if detected else None)
-            if problems:
-                self.invalid += 1
-                self._reject(raw, problems, kept=len(rows))
-            for row in rows:
-                if self.digests is not None:
-                    digest = content_digest(fmt.kind, row)
-                    if digest in self.digests:
-                        self.duplicates += 1
-                        if self.dedup:
-                            self._drop(Drop(drops.DUPLICATE, "the same prompt and response(s) as an earlier row",
-                                            raw.location, row=dict(row)))  # fmt: skip
-                            continue
-                    self.digests.add(digest)
-                batch_rows.append(row)
-                take.append(i)
-        self.valid_rows += len(take)
-        self.schema.add(batch, take, set(fmt.consumed))
-        if on_rows is not None and batch_rows:
-            on_rows(batch_rows)
-
-    def _reject(self, raw: RawRecord, problems: Problems, kept: int) -> None:
-        message = "; ".join(m for _, m in problems.items)
-        if kept:
-            message += f" (the record's other {kept} response(s) are kept)"
-        fields = tuple({"field": f, "message": m} for f, m in problems.items)
-        reason = drops.INVALID_RESPONSE if kept else drops.INVALID_RECORD
-        self._drop(Drop(reason, message, raw.location, row=raw.value, fields=fields))
-
-    def _drop(self, drop: Drop) -> None:
-        self.drop_counts[drop.reason] = self.drop_counts.get(drop.reason, 0) + 1
-        if drop.reason != drops.DUPLICATE:
-            self.errors += drop_errors(drop)[: max(0, MAX_KEPT_ERRORS - len(self.errors))]
-        if self.on_drop is not None:
-            self.on_drop(drop)
+        rows += found
+        take += [i] * len(found)
+    return rows, take
 
 
-def drop_errors(drop: Drop) -> list[RecordError]:
-    """The rules a dropped record broke, one RecordError each (its message when no field was named)."""
-    fields = drop.fields or ({"field": None, "message": drop.message},)
-    return [RecordError(drop.location, f.get("field"), f.get("message") or drop.message) for f in fields]
-
-
-def _valid_rows(raw: RawRecord, fmt: Format, detected_in: InputInfo | None) -> list[Row]:
-    """The record's valid rows (pass 1 reported the rest)."""
-    return [] if raw.value is None else normalize(raw.value, fmt, Problems(), detected_in)
+def _first_seen(kind: str, rows: list[Row], take: list[int], seen: set[int]) -> tuple[list[Row], list[int]]:
+    """The rows whose content no earlier row had (``seen``: the digests so far, updated)."""
+    kept_rows: list[Row] = []
+    kept: list[int] = []
+    for row, i in zip(rows, take, strict=True):
+        digest = content_digest(kind, row)
+        if digest not in seen:
+            seen.add(digest)
+            kept_rows.append(row)
+            kept.append(i)
+    return kept_rows, kept
 
 
 def _split_rows(frames: list[pl.DataFrame], n: int) -> tuple[pl.DataFrame, list[pl.DataFrame], int]:
@@ -339,7 +263,7 @@ def _split_rows(frames: list[pl.DataFrame], n: int) -> tuple[pl.DataFrame, list[
 
 def _counted(info: InputInfo, batch_size: int) -> Iterator[Batch]:
     for batch in iter_batches(info, batch_size):
-        info.records += len(batch.records)
+        info.records += len(batch)
         yield batch
 
 
@@ -348,7 +272,7 @@ def _head(batches: Iterator[Batch], sample: int) -> tuple[list[Batch], Iterator[
     seen = 0
     for batch in batches:
         head.append(batch)
-        seen += len(batch.records)
+        seen += len(batch)
         if seen >= sample:
             break
     return head, batches
