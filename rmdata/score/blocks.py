@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from rmdata.data.row_keys import id_keys
 from rmdata.errors import RmdataError
 from rmdata.model.loading import ScoringModel
-from rmdata.score.dedup import SharedScores, id_keys, unique_rows
+from rmdata.score.dedup import SharedScores, unique_rows
 from rmdata.score.engine import score_sequences
 from rmdata.score.progress import ScoreProgress
 from rmdata.score.sequences import conversation_columns, encode_conversations

@@ -7,9 +7,9 @@ its own batches, like any of its rows); every later block copies the home's rewa
 ``truncated`` bit for bit instead of scoring the row again.
 
 Memory stays bounded: the first (validating) pass records each valid row's content id as a 64-bit integer
-(``response_id`` is 16 hex characters, so this is the id itself, not a lossy hash) in a numpy array, 8 bytes a
-row; one sort finds the ids that occur in more than one block, and only those get a slot (26 bytes each) for
-their values. Nothing here imports torch.
+(``rmdata.data.row_keys``: the id itself, not a lossy hash) in a numpy array, 8 bytes a row; one sort finds
+the ids that occur in more than one block, and only those get a slot (26 bytes each) for their values. Nothing
+here imports torch.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from rmdata.data.formats import Row
-from rmdata.data.schema import prompt_id, response_id
 
 
 def unique_rows(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -38,43 +35,6 @@ def unique_rows(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
             first.append(row)
         inverse[row] = slot
     return np.asarray(first, dtype=np.int64), inverse
-
-
-def id_keys(ids: Sequence[str]) -> np.ndarray:
-    """``response_id`` strings (16 hex characters) as ``[n]`` uint64 keys."""
-    return np.fromiter((int(i, 16) for i in ids), dtype=np.uint64, count=len(ids))
-
-
-class ContentIds:
-    """An ``on_rows`` callback for the first pass: the content id of every valid row, in row order.
-
-    Prompt ids are cached (up to ``PROMPT_CACHE`` prompts, then the cache starts over): corpora answer each
-    prompt several times, and the prompt's canonical JSON is most of an id's cost.
-    """
-
-    PROMPT_CACHE = 65536
-
-    def __init__(self) -> None:
-        self.parts: list[np.ndarray] = []
-        self.prompts: dict[tuple[tuple[str, str], ...], str] = {}
-
-    def __call__(self, rows: list[Row]) -> None:
-        if rows and "response" not in rows[0]:
-            return  # preference pairs: refused by the caller once the pass has named the kind
-        ids = []
-        for row in rows:
-            key = tuple((m["role"], m["content"]) for m in row["prompt"])
-            pid = self.prompts.get(key)
-            if pid is None:
-                if len(self.prompts) >= self.PROMPT_CACHE:
-                    self.prompts.clear()
-                pid = self.prompts[key] = prompt_id(row["prompt"])
-            ids.append(response_id(pid, row["response"]))
-        self.parts.append(id_keys(ids))
-
-    def keys(self) -> np.ndarray:
-        """``[rows]`` uint64, one key per valid row."""
-        return np.concatenate(self.parts) if self.parts else np.empty(0, dtype=np.uint64)
 
 
 @dataclass

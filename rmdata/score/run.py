@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rmdata.data.drops import Drop
+from rmdata.data.row_keys import id_keys
 from rmdata.data.stream import ScanReport, scan, stream
 from rmdata.dataset_dir import DATA_DIR, check_replaceable, read_marker, save_arrow_copy, write_marker
 from rmdata.distributed import World, agree, init_distributed, launch_ranks
@@ -35,7 +36,7 @@ from rmdata.io import write_jsonl
 from rmdata.model.loading import ScoringModel, load_scoring_model
 from rmdata.score.blocks import BlockScorer
 from rmdata.score.config import ScoreConfig
-from rmdata.score.dedup import ContentIds, SharedScores, id_keys
+from rmdata.score.dedup import SharedScores
 from rmdata.score.engine import resolve_batch_tokens, resolve_layout
 from rmdata.score.output import scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
@@ -161,9 +162,8 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
         raise RmdataError(f"--on-error {cfg.on_error!r}: use fail or skip")
     if cfg.shard_rows < 1:
         raise RmdataError(f"shard_rows={cfg.shard_rows}: a shard needs at least one row")
-    ids = ContentIds()
     on_drop = drops.append if world.is_main else None
-    report = scan(cfg.inputs, on_error=cfg.on_error, on_drop=on_drop, on_rows=ids)  # type: ignore[arg-type]
+    report = scan(cfg.inputs, on_error=cfg.on_error, on_drop=on_drop, row_keys=True)  # type: ignore[arg-type]
     if report.kind != "corpus":
         raise RmdataError(
             f"{', '.join(cfg.inputs)} holds preference pairs; `rmdata score` scores single responses: evaluate "
@@ -179,7 +179,7 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
     identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
     resume = cfg.resume and read_marker(out) is not None
     manifest = Manifest.open(out, identity, resume=resume, rank=world.rank, world_size=world.world_size)
-    keys = ids.keys()
+    keys = report.row_keys if report.row_keys is not None else np.empty(0, dtype=np.uint64)
     if len(keys) != report.valid_rows:
         raise RmdataError(
             f"the first pass saw {len(keys)} rows and counted {report.valid_rows}; this is a bug in rmdata"

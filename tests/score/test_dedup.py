@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 import rmdata.score.blocks
+from rmdata.data.row_keys import id_keys
 from rmdata.score.config import ScoreConfig
-from rmdata.score.dedup import SharedScores, id_keys
+from rmdata.score.dedup import SharedScores
 from rmdata.score.run import score
 from rmdata.score.shards import Manifest
 from tests.score.conftest import CROSS_BLOCK_COPIES, dup_rows, write_corpus
