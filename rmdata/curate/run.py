@@ -17,7 +17,7 @@ import polars as pl
 
 from rmdata.curate import plots
 from rmdata.curate import summary as report
-from rmdata.curate.pairs import PairRules, pair_up, unpaired_rows
+from rmdata.curate.pairs import PairRules, pair_up, split_paired
 from rmdata.curate.ranking import REASON, ScoreOptions, prepare
 from rmdata.curate.rules import FilterRules, apply_rules
 from rmdata.curate.source import open_scores
@@ -141,12 +141,11 @@ def run_build_dpo(
     _check_output(output, "dpo", rejects)
     draw_seed = rules.seed if rules.strategy == "best-vs-random" else None
     ranked, dropped = prepare(table, options, min_responses=2, draw_seed=draw_seed)
-    judged = pair_up(ranked.lazy(), rules).collect()
+    judged = pair_up(ranked, rules)
     pairs = judged.filter(pl.col(REASON).is_null())
     pair_drops = judged.filter(pl.col(REASON).is_not_null())
-    unused = unpaired_rows(ranked, pairs)
+    used, unused = split_paired(ranked, pairs)
     dropped = pl.concat([dropped, unused], how="diagonal_relaxed")
-    used = ranked.filter(~pl.col("_row").is_in(unused.get_column("_row").implode()))
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("build-dpo", rule_text, list(table.inputs), used, dropped, pairs=pairs,
                                pair_drops=pair_drops)  # fmt: skip
