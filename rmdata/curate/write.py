@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,15 @@ def _assistant(text: str) -> pl.Expr:
 
 class ShardWriter:
     """Frames in, ``DIR/data/train-NNNNN.parquet`` shards of exactly ``rows_per_shard`` rows out (the last one
-    shorter); holds at most one shard in memory."""
+    shorter). Each shard is encoded on a background thread (polars releases the GIL) while the next one is
+    built, so reading and writing overlap on two cores; at most two shards are in memory."""
 
     def __init__(self, directory: Path, rows_per_shard: int) -> None:
         self.directory, self.rows_per_shard = directory, rows_per_shard
         self.pending: list[pl.DataFrame] = []
         self.shards: list[dict[str, Any]] = []
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.writing: Future[None] | None = None
         (directory / DATA_DIR).mkdir(parents=True, exist_ok=True)
 
     def add(self, frame: pl.DataFrame) -> None:
@@ -59,12 +63,25 @@ class ShardWriter:
         if any(f.height for f in self.pending):
             self._write(pl.concat(self.pending))
         self.pending = []
+        self._wait()
+        self.pool.shutdown()
         return self.shards
 
+    def _wait(self) -> None:
+        if self.writing is not None:
+            self.writing.result()  # re-raises a failed write here
+            self.writing = None
+
     def _write(self, frame: pl.DataFrame) -> None:
+        self._wait()
         path = shard_path(self.directory, len(self.shards))
+        self.shards.append({"path": f"{DATA_DIR}/{path.name}", "rows": frame.height, "bytes": 0})
+        self.writing = self.pool.submit(self._encode, frame, path, self.shards[-1])
+
+    @staticmethod
+    def _encode(frame: pl.DataFrame, path: Path, shard: dict[str, Any]) -> None:
         frame.write_parquet(path, compression="zstd")
-        self.shards.append({"path": f"{DATA_DIR}/{path.name}", "rows": frame.height, "bytes": path.stat().st_size})
+        shard["bytes"] = path.stat().st_size
 
 
 def append_assistant_turn(batch: pl.DataFrame) -> pl.DataFrame:
@@ -122,35 +139,54 @@ def write_sft(table: ScoreTable, kept: pl.DataFrame, directory: Path) -> list[di
 PAIRS_PER_SHARD = 500_000
 
 
-def _stage(table: ScoreTable, pairs: pl.DataFrame, staging: Path) -> list[list[Path]]:
-    """Copy the rows each output shard needs into ``staging``: one pass over the table, one small IPC file
-    per (chunk, shard); returns each shard's files.
+SIDES = ("chosen", "rejected")
 
-    A row goes to every shard that has a pair with it (a rejected row can serve pairs in two shards).
+
+def _side_columns(table: ScoreTable, side: str) -> list[str]:
+    """What a pair takes from its chosen row (the prompt too) and from its rejected row."""
+    own = ["response_id", "response", "reward", *carried(table)]
+    return ["prompt", "prompt_id", *own] if side == "chosen" else own
+
+
+def _stage(table: ScoreTable, pairs: pl.DataFrame, staging: Path) -> list[dict[str, list[Path]]]:
+    """Copy the rows each output shard needs into ``staging``: one pass over the table, one small IPC file
+    per (chunk, shard, side), rows in ``_row`` order; returns each shard's files by side.
+
+    A row goes to every (shard, side) that has a pair with it (a rejected row can serve pairs in two shards,
+    a row can be chosen in one pair and rejected in another); rejected rows are staged without their prompt.
     """
-    shard = pl.int_range(pl.len(), dtype=pl.Int64) // PAIRS_PER_SHARD
-    needs = (
-        pairs.select(pl.concat_list("chosen_row", "rejected_row").alias(ROW), shard.alias("_shard"))
-        .explode(ROW)
-        .unique()
-        .sort(ROW, "_shard")
-    )
-    needed = needs.get_column(ROW).to_numpy()
-    rows = np.unique(needed)
-    columns = [ROW, "prompt", "prompt_id", "response_id", "response", "reward", *carried(table)]
+    shard = (pl.int_range(pl.len(), dtype=pl.Int64) // PAIRS_PER_SHARD).alias("_shard")
+    needs = {side: pairs.select(pl.col(f"{side}_row").alias(ROW), shard).unique().sort(ROW, "_shard") for side in SIDES}
+    needed = {side: frame.get_column(ROW).to_numpy() for side, frame in needs.items()}
+    rows = np.unique(np.concatenate(list(needed.values())))
     staging.mkdir()
-    files: list[list[Path]] = [[] for _ in range(math.ceil(pairs.height / PAIRS_PER_SHARD))]
-    for at, block in table.read_rows(rows, [c for c in columns if c != ROW]):
-        block = block.with_columns(pl.Series(ROW, rows[at : at + block.height]))
-        low, high = np.searchsorted(needed, [rows[at], rows[at + block.height - 1] + 1])
-        wanted = needs.slice(int(low), int(high - low))
-        for (index,), part in wanted.partition_by("_shard", as_dict=True, include_key=False).items():
-            mask = np.zeros(block.height, dtype=bool)
-            mask[np.searchsorted(rows[at : at + block.height], part.get_column(ROW).to_numpy())] = True
-            path = staging / f"{at:012d}-{index:05d}.arrow"
-            block.filter(pl.Series(mask)).write_ipc(path, compression="uncompressed")
-            files[int(index)].append(path)
+    files: list[dict[str, list[Path]]] = [
+        {side: [] for side in SIDES} for _ in range(math.ceil(pairs.height / PAIRS_PER_SHARD))
+    ]
+    for at, block in table.read_rows(rows, _side_columns(table, "chosen")):
+        in_block = rows[at : at + block.height]
+        for side in SIDES:
+            low, high = np.searchsorted(needed[side], [in_block[0], in_block[-1] + 1])
+            wanted = needs[side].slice(int(low), int(high - low))
+            columns = [ROW, *_side_columns(table, side)]
+            for (index,), part in wanted.partition_by("_shard", as_dict=True, include_key=False).items():
+                mask = np.zeros(block.height, dtype=bool)
+                mask[np.searchsorted(in_block, part.get_column(ROW).to_numpy())] = True
+                path = staging / f"{at:012d}-{index:05d}-{side}.arrow"
+                picked = block.filter(pl.Series(mask)).with_columns(pl.Series(ROW, in_block[mask]))
+                picked.select(columns).write_ipc(path, compression="uncompressed")
+                files[int(index)][side].append(path)
     return files
+
+
+def _look_up(rows: pl.DataFrame, wanted: np.ndarray) -> pl.DataFrame:
+    """The staged ``rows`` (sorted by ``_row``) at the ``_row`` values ``wanted``, in that order."""
+    at = np.searchsorted(rows.get_column(ROW).to_numpy(), wanted)
+    if np.all(at[1:] > at[:-1]):  # each row once, in order: a mask (gathering list columns is slow)
+        mask = np.zeros(rows.height, dtype=bool)
+        mask[at] = True
+        return rows.filter(pl.Series(mask))
+    return rows.gather(at)
 
 
 def write_dpo(table: ScoreTable, pairs: pl.DataFrame, directory: Path) -> list[dict[str, Any]]:
@@ -165,45 +201,31 @@ def write_dpo(table: ScoreTable, pairs: pl.DataFrame, directory: Path) -> list[d
     extra = carried(table)
     staging = directory / ".pair-rows"
     staged = _stage(table, pairs, staging)
-    data = directory / DATA_DIR
-    data.mkdir(parents=True, exist_ok=True)
-    shards = []
+    writer = ShardWriter(directory, PAIRS_PER_SHARD)
     for index, files in enumerate(staged):
         chunk = pairs.slice(index * PAIRS_PER_SHARD, PAIRS_PER_SHARD)
-        rows = pl.concat([pl.read_ipc(f) for f in files])  # in _row order: files by chunk, rows sorted
-        position = rows.get_column(ROW).to_numpy()
-        sides = {}
-        for prefix in ("chosen", "rejected"):
-            at = np.searchsorted(position, chunk.get_column(f"{prefix}_row").to_numpy())
-            if np.all(at[1:] > at[:-1]):  # each row once, in order: a mask (gathering list columns is slow)
-                mask = np.zeros(rows.height, dtype=bool)
-                mask[at] = True
-                side = rows.filter(pl.Series(mask))
-            else:
-                side = rows.gather(at)
-            sides[prefix] = side.select(
-                *([pl.col("prompt"), pl.col("prompt_id")] if prefix == "chosen" else []),
-                pl.col("response_id").alias(f"{prefix}_id"),
-                _assistant("response").alias(prefix),
-                pl.col("reward").alias(f"{prefix}_reward"),
-                *(pl.col(c).alias(f"{prefix}_{c}") for c in extra),
+        sides = []
+        for side in SIDES:
+            rows = _look_up(
+                pl.concat([pl.read_ipc(f) for f in files[side]]), chunk.get_column(f"{side}_row").to_numpy()
             )
-        frame = pl.concat(
-            [sides["chosen"], sides["rejected"], chunk.select("chosen_score", "rejected_score", "margin")],
-            how="horizontal",
-        ).select(
+            sides.append(rows.select(
+                *([pl.col("prompt"), pl.col("prompt_id")] if side == "chosen" else []),
+                pl.col("response_id").alias(f"{side}_id"),
+                _assistant("response").alias(side),
+                pl.col("reward").alias(f"{side}_reward"),
+                *(pl.col(c).alias(f"{side}_{c}") for c in extra),
+            ))  # fmt: skip
+        frame = pl.concat([*sides, chunk.select("chosen_score", "rejected_score", "margin")], how="horizontal").select(
             "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward", "margin", "prompt_id", "chosen_id",
-            "rejected_id", "chosen_score", "rejected_score",
-            *(f"{p}_{c}" for c in extra for p in ("chosen", "rejected")),
+            "rejected_id", "chosen_score", "rejected_score", *(f"{p}_{c}" for c in extra for p in SIDES),
         )  # fmt: skip
-        path = shard_path(directory, index)
-        frame.write_parquet(path, compression="zstd")
-        shards.append({"path": f"{DATA_DIR}/{path.name}", "rows": frame.height, "bytes": path.stat().st_size})
-        for f in files:
-            f.unlink()
-        del rows, sides, frame
+        writer.add(frame)
+        for path in (*files["chosen"], *files["rejected"]):
+            path.unlink()
+        del sides, frame
     staging.rmdir()
-    return shards
+    return writer.close()
 
 
 def check_rejects_path(path: Path, output: Path) -> None:
