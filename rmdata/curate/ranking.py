@@ -82,7 +82,7 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
         columns.append(pl.col(options.by).alias(GROUP))
     # the scan holds only row-wise expressions, so the streaming engine reads the texts batch by batch;
     # the prompt rank (a sort of the strings) runs on the narrow result
-    narrow = table.scan().select(columns).collect(engine="streaming").rechunk()  # gathers on 100s of chunks: 3x slower
+    narrow = table.scan().select(columns).collect(engine="streaming")
     if draw_seed is not None:
         narrow = narrow.with_columns(draws(draw_seed, narrow.get_column("prompt_id"), narrow.get_column("response_id")))
     prompt = pl.col("prompt_id").rank("dense").cast(pl.UInt32).alias(PROMPT)
@@ -138,6 +138,7 @@ def sort_by_rank(scored: pl.DataFrame) -> pl.DataFrame:
     One sort of two numeric keys; only the runs of rows that tie on (prompt, score), usually few, are then
     put in (``response_id``, ``_row``) order by a second sort of just those rows. Nulls sort first.
     """
+    scored = scored.rechunk()  # the sort and gathers run ~3x slower over the 100s of chunks a query leaves
     index = scored.select(pl.arg_sort_by([PROMPT, "score"], descending=[False, True])).to_series()
     keys = scored.select(PROMPT, "score").gather(index)
     prompt, score = keys.get_column(PROMPT), keys.get_column("score")
