@@ -1,8 +1,9 @@
-"""Writing curation results: the texts joined back to the decisions, streamed into Parquet shards.
+"""Writing curation results: the texts read back for the decisions, written as Parquet shards.
 
-The decision frames hold only ids and numbers; here they are joined to the score table on ``_row`` (the
-row's position in the scanned inputs) and streamed to ``DIR/data/train-NNNNN.parquet`` with polars'
-streaming engine, so the texts never sit in memory all at once.
+The decision frames hold only ids and numbers; here the rows they keep are read back from the score table
+by ``_row`` (the row's position in the scanned inputs), one chunk of row groups at a time
+(``ScoreTable.read_rows``), and written to ``DIR/data/train-NNNNN.parquet`` a shard at a time, so the
+texts never sit in memory all at once and the table is read once.
 """
 
 from __future__ import annotations
