@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -190,26 +191,54 @@ def _look_up(rows: pl.DataFrame, wanted: np.ndarray) -> pl.DataFrame:
     return rows.gather(at)
 
 
+def _local_shards(table: ScoreTable, pairs: pl.DataFrame) -> list[np.ndarray] | None:
+    """Each shard's rows (sorted, unique) when reading every shard's rows straight from the table costs about one
+    pass (a prompt's rows sit together, as in most score outputs); None when the shards' rows interleave
+    (e.g. one file per generator), where staging (``_stage``) reads the table once instead."""
+    starts = np.array([start for _, _, start, _ in table.chunks()])
+    shards, touched = [], 0
+    for index in range(math.ceil(pairs.height / PAIRS_PER_SHARD)):
+        chunk = pairs.slice(index * PAIRS_PER_SHARD, PAIRS_PER_SHARD)
+        rows = np.unique(np.concatenate([chunk.get_column(f"{side}_row").to_numpy() for side in SIDES]))
+        touched += len(np.unique(np.searchsorted(starts, rows, side="right")))
+        shards.append(rows)
+    return shards if touched <= len(starts) + len(shards) else None
+
+
+def _shard_rows(table: ScoreTable, pairs: pl.DataFrame, staging: Path) -> Iterator[dict[str, pl.DataFrame]]:
+    """Per shard of ``PAIRS_PER_SHARD`` pairs: the table rows its chosen and rejected sides need, sorted by
+    ``_row`` (``_row`` column included), read straight from the table or through staging files."""
+    local = _local_shards(table, pairs)
+    if local is not None:
+        for rows in local:
+            block = pl.concat([frame for _, frame in table.read_rows(rows, _side_columns(table, "chosen"))])
+            block = block.with_columns(pl.Series(ROW, rows))
+            yield {side: block for side in SIDES}
+        return
+    staged = _stage(table, pairs, staging)
+    for files in staged:
+        yield {side: pl.concat([pl.read_ipc(f) for f in files[side]]) for side in SIDES}
+        for path in (*files["chosen"], *files["rejected"]):
+            path.unlink()
+    staging.rmdir()
+
+
 def write_dpo(table: ScoreTable, pairs: pl.DataFrame, directory: Path) -> list[dict[str, Any]]:
     """TRL conversational preference rows: ``prompt``, ``chosen``, ``rejected`` (one assistant message each),
     rewards, scores, margin, ids, then the carried columns of each side as ``chosen_<c>`` / ``rejected_<c>``.
 
-    Memory stays bounded by one shard: one pass over the table copies the rows each shard of
-    ``PAIRS_PER_SHARD`` pairs (in pair order) needs to its own staging files (``_stage``); each shard then
-    reads back only those rows and looks both sides up by ``_row``. (A streaming join of the pairs against
-    the whole table instead held every text in its hash table: 14 GB at 10M rows.)
+    Memory stays bounded by one shard of ``PAIRS_PER_SHARD`` pairs (in pair order): each shard reads only the
+    rows it needs, straight from the table when a prompt's rows sit together, else from staging files that
+    one pass over the table wrote (``_stage``), and looks both sides up by ``_row``. (A streaming join of the
+    pairs against the whole table instead held every text in its hash table: 14 GB at 10M rows.)
     """
     extra = carried(table)
-    staging = directory / ".pair-rows"
-    staged = _stage(table, pairs, staging)
     writer = ShardWriter(directory, PAIRS_PER_SHARD)
-    for index, files in enumerate(staged):
+    for index, staged in enumerate(_shard_rows(table, pairs, directory / ".pair-rows")):
         chunk = pairs.slice(index * PAIRS_PER_SHARD, PAIRS_PER_SHARD)
         sides = []
         for side in SIDES:
-            rows = _look_up(
-                pl.concat([pl.read_ipc(f) for f in files[side]]), chunk.get_column(f"{side}_row").to_numpy()
-            )
+            rows = _look_up(staged[side], chunk.get_column(f"{side}_row").to_numpy())
             sides.append(rows.select(
                 *([pl.col("prompt"), pl.col("prompt_id")] if side == "chosen" else []),
                 pl.col("response_id").alias(f"{side}_id"),
@@ -222,10 +251,7 @@ def write_dpo(table: ScoreTable, pairs: pl.DataFrame, directory: Path) -> list[d
             "rejected_id", "chosen_score", "rejected_score", *(f"{p}_{c}" for c in extra for p in SIDES),
         )  # fmt: skip
         writer.add(frame)
-        for path in (*files["chosen"], *files["rejected"]):
-            path.unlink()
-        del sides, frame
-    staging.rmdir()
+        del sides, frame, staged
     return writer.close()
 
 

@@ -67,12 +67,16 @@ def test_filter_output_over_chunks_and_shards_is_in_input_order(tmp_path: Path, 
         assert messages[0]["content"] == f"question {rid.split('-')[0]}"
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["from-table", "staged"])
 @pytest.mark.parametrize("strategy", ["best-vs-worst", "all-pairs"])
 def test_dpo_pairs_over_chunks_and_shards_carry_their_own_rows(
-    tmp_path: Path, tiny_chunks: None, strategy: str
+    tmp_path: Path, tiny_chunks: None, strategy: str, staged: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pairs are written in chosen-row order; every side's text, reward and id come from its own row, though
-    a prompt's rows sit in three files and pairs fill several shards."""
+    a prompt's rows sit in three files and pairs fill several shards: read per shard from the table, or
+    (forced here) through the staging files one pass writes when shards' rows interleave."""
+    if staged:
+        monkeypatch.setattr(write, "_local_shards", lambda table, pairs: None)
     files, rows = spread_tables(tmp_path)
     run_build_dpo(files, ScoreOptions(), PairRules(strategy=strategy), tmp_path / "dpo")
     out = read_dir(tmp_path / "dpo")
@@ -127,3 +131,15 @@ def test_long_tie_runs_order_by_response_id_then_input_row(tmp_path: Path) -> No
     ]  # fmt: skip
     b_texts = out.filter(pl.col("response_id") == "b").get_column("messages").list.last().struct.field("content")
     assert b_texts.to_list() == ["t1", "t4"]  # the earlier input row ranks first
+
+
+def test_shards_read_from_the_table_only_when_that_costs_about_one_pass(tmp_path: Path, tiny_chunks: None) -> None:
+    """3 chunks of 5 rows, 3 pairs a shard. Two shards touching 2 chunks each (4 reads <= 3 chunks + 2 shards)
+    read straight from the table; three shards touching 3, 3 and 2 chunks (8 > 3 + 3) are staged."""
+    path = tmp_path / "t.parquet"
+    pl.DataFrame([row("p", f"r{i}", 0.0) for i in range(15)]).write_parquet(path, row_group_size=5)
+    table = source.open_scores([path])
+    near = pl.DataFrame({"chosen_row": [0, 1, 5, 6, 10, 11], "rejected_row": [2, 3, 7, 8, 12, 13]})
+    assert [r.tolist() for r in write._local_shards(table, near) or []] == [[0, 1, 2, 3, 5, 7], [6, 8, 10, 11, 12, 13]]
+    far = pl.DataFrame({"chosen_row": [0, 1, 2, 3, 4, 9, 10, 11, 12], "rejected_row": [5, 6, 14, 7, 8, 13, 1, 2, 3]})
+    assert write._local_shards(table, far) is None
