@@ -8,11 +8,13 @@ The way through, one module per concept:
   every command shares (missing reward, duplicate texts, too few responses) and the per-prompt rank.
 - ``rules``: ``filter``'s keep rules (top-k, top-p, min-score), each drop with its reason.
 - ``pairs``: ``build-dpo``'s pairing strategies, margin and tie rules, and the per-prompt cap.
+- ``draw``: best-vs-random's seeded draw, a hash rmdata defines itself (stable across library versions).
 - ``summary`` and ``plots``: what was kept and dropped, for the terminal, the dataset card and PNGs.
 - ``write``: the output directory (Hub layout, card, manifest, marker) and the rejects file.
 - ``run``: the two commands as functions of options.
 
 The decision ops take and return polars LazyFrames over a narrow frame (ids and numbers, no texts); the
-texts are joined back only when the output is written, so memory stays bounded by the narrow frame.
+texts are read back (by row position, one chunk of row groups at a time) only when the output is written,
+so memory stays bounded by the narrow frame.
 Nothing here imports torch.
 """

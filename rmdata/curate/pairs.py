@@ -8,8 +8,8 @@ pair (chosen i, rejected j) has i ranked above j; its ``margin`` is score_i - sc
 Strategies (the candidates of one prompt whose best response is b):
 - ``best-vs-worst``: (b, the last-ranked response).
 - ``best-vs-random``: (b, r) for one r drawn among the lower responses whose pair passes the rules; the
-  draw takes the smallest hash of (seed, prompt_id, response_id), so it depends on neither row order nor
-  partitioning (polars' hash: reproducible with the same polars version). The others are ``not_drawn``.
+  draw takes the smallest of rmdata's own 64-bit hash of (seed, prompt_id, response_id) (``curate.draw``),
+  so it depends on neither row order, nor file split, nor library versions. The others are ``not_drawn``.
 - ``best-vs-all``: (b, r) for every lower r.
 - ``all-pairs``: (i, j) for every i ranked above j.
 ``max_pairs_per_prompt`` keeps a prompt's largest margins first (ties: chosen_id, then rejected_id, in
@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from rmdata.curate.ranking import DRAW, PROMPT, REASON, REASON_TYPE, RESPONSE, drop_where, no_reason
@@ -71,33 +72,41 @@ class PairRules:
         return text
 
 
-def _side(ranked: pl.LazyFrame, prefix: str) -> pl.LazyFrame:
+def _side(ranked: pl.DataFrame, prefix: str) -> pl.DataFrame:
     names = {src: f"{prefix}_{dst}" for src, dst in SIDE_COLUMNS.items()}
-    extra = [pl.col(DRAW).alias(f"{prefix}{DRAW}")] if DRAW in ranked.collect_schema() and prefix == "rejected" else []
+    extra = [pl.col(DRAW).alias(f"{prefix}{DRAW}")] if DRAW in ranked.columns and prefix == "rejected" else []
     renamed = [pl.col(s).alias(d) for s, d in names.items()]
     return ranked.select(PROMPT, pl.col("rank").alias(f"{prefix}_rank"), *renamed, *extra)
 
 
-def candidates(ranked: pl.LazyFrame, strategy: str) -> pl.LazyFrame:
-    """The strategy's candidate pairs, one row each: ``_prompt``, ``chosen_*``, ``rejected_*``, ``margin``."""
+def candidates(ranked: pl.DataFrame, strategy: str) -> pl.DataFrame:
+    """The strategy's candidate pairs, one row each: ``_prompt``, ``chosen_*``, ``rejected_*``, ``margin``.
+
+    ``ranked`` is in ``ranking.ORDER`` (prompt, then rank), so a prompt's best row sits ``rank - 1``
+    positions above each lower row: the one-chosen strategies pair rows by position, with no join.
+    """
     if strategy == "all-pairs":
-        chosen = _side(ranked, "chosen")
-        rejected = _side(ranked, "rejected")
-        pairs = chosen.join(rejected, on=PROMPT).filter(pl.col("chosen_rank") < pl.col("rejected_rank"))
+        pairs = (
+            _side(ranked, "chosen")
+            .join(_side(ranked, "rejected"), on=PROMPT)
+            .filter(pl.col("chosen_rank") < pl.col("rejected_rank"))
+        )
     else:
-        chosen = _side(ranked.filter(pl.col("rank") == 1), "chosen")
-        lower = ranked.filter(pl.col("rank") > 1)
-        if strategy == "best-vs-worst":
-            lower = lower.filter(pl.col("rank") == pl.col("responses"))
-        pairs = chosen.join(_side(lower, "rejected"), on=PROMPT)
+        rank = pl.col("rank")
+        lower = (rank == pl.col("responses")) if strategy == "best-vs-worst" else (rank > 1)
+        at = ranked.select(lower.arg_true()).to_series()
+        best = at - (ranked.get_column("rank").gather(at) - 1)
+        rejected = _side(ranked.gather(at), "rejected").drop(PROMPT)
+        pairs = _side(ranked.gather(best), "chosen").hstack(rejected)
     margin = (pl.col("chosen_score") - pl.col("rejected_score")).alias("margin")
     return pairs.drop("chosen_rank", "rejected_rank").with_columns(margin, no_reason())
 
 
-def pair_up(ranked: pl.LazyFrame, rules: PairRules) -> pl.LazyFrame:
+def pair_up(ranked: pl.DataFrame, rules: PairRules) -> pl.DataFrame:
     """Every candidate pair with ``reason`` null (kept) or its drop reason, sorted by chosen row then margin."""
     pairs = (
         candidates(ranked, rules.strategy)
+        .lazy()
         .with_columns(drop_where(pl.col("margin") <= rules.tie_epsilon, TIE))
         .with_columns(drop_where(pl.col("margin") < rules.margin, BELOW_MARGIN))
     )
@@ -119,17 +128,24 @@ def pair_up(ranked: pl.LazyFrame, rules: PairRules) -> pl.LazyFrame:
         )
         position = order.rank("ordinal").over(PROMPT)
         pairs = pairs.with_columns(drop_where(position > rules.max_pairs_per_prompt, OVER_MAX_PAIRS))
-    return pairs.sort(["chosen_row", "margin", "rejected_response"], descending=[False, True, False])
+    return pairs.sort(["chosen_row", "margin", "rejected_response"], descending=[False, True, False]).collect()
 
 
-def unpaired_rows(ranked: pl.DataFrame, kept_pairs: pl.DataFrame) -> pl.DataFrame:
-    """Ranked rows in no kept pair: ``unpaired`` when their prompt has a pair, else ``no_pair``."""
-    used = pl.concat([kept_pairs.get_column("chosen_row"), kept_pairs.get_column("rejected_row")]).unique()
-    paired_prompts = kept_pairs.get_column(PROMPT).unique()
-    rest = ranked.filter(~pl.col(ROW).is_in(used.implode()))
-    reason = (
-        pl.when(pl.col(PROMPT).is_in(paired_prompts.implode()))
-        .then(pl.lit(UNPAIRED, REASON_TYPE))
-        .otherwise(pl.lit(NO_PAIR, REASON_TYPE))
-    )
-    return rest.with_columns(reason.alias(REASON))
+def _marks(values: pl.Series, size: int) -> np.ndarray:
+    """A boolean array of ``size``, True at the (non-negative integer) ``values``."""
+    out = np.zeros(size, dtype=bool)
+    out[values.to_numpy()] = True
+    return out
+
+
+def split_paired(ranked: pl.DataFrame, kept_pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(used, unused): ranked rows in a kept pair, and the rest with their reason: ``unpaired`` when their
+    prompt has a pair, else ``no_pair``."""
+    row, prompt = ranked.get_column(ROW).to_numpy(), ranked.get_column(PROMPT).to_numpy()
+    paired_rows = pl.concat([kept_pairs.get_column("chosen_row"), kept_pairs.get_column("rejected_row")])
+    in_pair = _marks(paired_rows, int(row.max(initial=0)) + 1)[row]
+    paired_prompt = _marks(kept_pairs.get_column(PROMPT), int(prompt.max(initial=0)) + 1)[prompt]
+    used = pl.Series(in_pair)
+    reason = pl.when(pl.col("_paired")).then(pl.lit(UNPAIRED, REASON_TYPE)).otherwise(pl.lit(NO_PAIR, REASON_TYPE))
+    unused = ranked.with_columns(_paired=paired_prompt).filter(~used).with_columns(reason.alias(REASON))
+    return ranked.filter(used), unused.drop("_paired")

@@ -1,13 +1,12 @@
 """The decision frame both commands share: one narrow row per scored response, its score and rank.
 
-Columns: ``_row`` (position in the inputs), ``_prompt`` and ``_response`` (the dense rank of
-``prompt_id`` / ``response_id`` in lexical order: integers that group and order exactly like the ids but
-sort and hash far faster than strings; the ids themselves come back from the table when the output is
-written), ``reward`` (Float64),
+Columns: ``_row`` (position in the inputs), ``_prompt`` (the dense rank of ``prompt_id`` in lexical
+order: an integer that groups and orders exactly like the id but sorts far faster than a string; the id
+itself comes back from the table when the output is written), ``response_id``, ``reward`` (Float64),
 ``num_tokens`` (when the table has it), ``_group`` (the ``--by`` value, with ``--normalize``), ``_text``
 (a 64-bit hash of the response text, for finding identical texts), ``_draw`` (best-vs-random's seeded
-hash of (prompt_id, response_id), when asked for), ``score`` and, after
-:func:`rank_within_prompt`, ``rank`` (1 = best of its prompt) and ``responses`` (rows of the prompt).
+hash of (seed, prompt_id, response_id), when asked for), ``score`` and, after :func:`rank_within_prompt`,
+``rank`` (1 = best of its prompt) and ``responses`` (rows of the prompt).
 
 ``score`` is what every rule compares: the reward, rescaled within its ``--by`` group by ``--normalize``
 (``zscore``: (reward - mean) / std, 0 where std is 0; ``rank``: (average rank - 1) / (n - 1) in [0, 1],
@@ -20,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
+from rmdata.curate.draw import draws
 from rmdata.curate.source import ROW, ScoreTable, check_column
 from rmdata.data.drops import DUPLICATE_RESPONSE, MISSING_REWARD, REASONS, TOO_FEW_RESPONSES
 from rmdata.errors import RmdataError
@@ -33,7 +34,7 @@ REASON_TYPE = pl.Enum(list(REASONS))  # one byte-sized code per row instead of a
 GROUP = "_group"
 TEXT = "_text"
 PROMPT = "_prompt"
-RESPONSE = "_response"
+RESPONSE = "response_id"
 DRAW = "_draw"
 
 
@@ -63,10 +64,10 @@ class ScoreOptions:
             check_column(table, "num_tokens", "--length-penalty", numeric=True)
 
 
-def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | None = None) -> pl.LazyFrame:
+def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | None = None) -> pl.DataFrame:
     """The narrow frame: id ranks, reward, length, group, text hash; ``reason`` is null for every row.
 
-    ``draw_seed``: also ``_draw``, the seeded hash of (prompt_id, response_id) that best-vs-random draws by.
+    ``draw_seed``: also ``_draw``, best-vs-random's seeded hash of (prompt_id, response_id) (``curate.draw``).
     """
     columns = [
         pl.col(ROW),
@@ -75,20 +76,17 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
         pl.col("reward").cast(pl.Float64),
         pl.col("response").hash(seed=0).alias(TEXT),
     ]
-    if draw_seed is not None:
-        ids = pl.concat_str(
-            [pl.col("prompt_id").cast(pl.String), pl.col("response_id").cast(pl.String)], separator="\n"
-        )
-        columns.append(ids.hash(seed=draw_seed).alias(DRAW))
     if table.has("num_tokens") and table.schema["num_tokens"].is_numeric():
         columns.append(pl.col("num_tokens").cast(pl.Int32))
     if options.by is not None:
         columns.append(pl.col(options.by).alias(GROUP))
     # the scan holds only row-wise expressions, so the streaming engine reads the texts batch by batch;
-    # the id ranks (a sort of the strings) run on the narrow result
+    # the prompt rank (a sort of the strings) runs on the narrow result
     narrow = table.scan().select(columns).collect(engine="streaming")
-    ranks = [pl.col("prompt_id").rank("dense").alias(PROMPT), pl.col("response_id").rank("dense").alias(RESPONSE)]
-    return narrow.lazy().with_columns(ranks).drop("prompt_id", "response_id").with_columns(no_reason())
+    if draw_seed is not None:
+        narrow = narrow.with_columns(draws(draw_seed, narrow.get_column("prompt_id"), narrow.get_column("response_id")))
+    prompt = pl.col("prompt_id").rank("dense").cast(pl.UInt32).alias(PROMPT)
+    return narrow.with_columns(prompt, no_reason()).drop("prompt_id")
 
 
 def no_reason() -> pl.Expr:
@@ -131,39 +129,64 @@ def add_score(kept: pl.LazyFrame, options: ScoreOptions) -> pl.LazyFrame:
 
 ORDER = [PROMPT, "score", RESPONSE, ROW]
 DESCENDING = [False, True, False, False]
+SMALL_PROMPT = 8  # prompts with at most this many rows are deduplicated by comparing neighbours
 
 
-def rank_within_prompt(kept: pl.LazyFrame, *, presorted: bool = False) -> pl.LazyFrame:
-    """Sort by prompt then best first; ``rank`` (1-based) and ``responses`` (rows of the prompt).
+def sort_by_rank(scored: pl.DataFrame) -> pl.DataFrame:
+    """``scored`` in ``ORDER``: by prompt, then best first (score descending, then ``response_id``, ``_row``).
 
-    Uses run starts of the sorted ``prompt_id`` instead of a window over a hash of it: one pass, no hashing.
-    ``presorted``: the frame is already in that order (a filtered ranked frame), so skip the sort.
+    One sort of two numeric keys; only the runs of rows that tie on (prompt, score), usually few, are then
+    put in (``response_id``, ``_row``) order by a second sort of just those rows. Nulls sort first.
+    """
+    scored = scored.rechunk()  # the sort and gathers run ~3x slower over the 100s of chunks a query leaves
+    index = scored.select(pl.arg_sort_by([PROMPT, "score"], descending=[False, True])).to_series()
+    keys = scored.select(PROMPT, "score").gather(index)
+    prompt, score = keys.get_column(PROMPT), keys.get_column("score")
+    tie = ((prompt == prompt.shift(1)) & score.eq_missing(score.shift(1))).fill_null(False)
+    in_run = (tie | tie.shift(-1).fill_null(False)).arg_true()
+    if in_run.len():
+        runs = index.gather(in_run)
+        tied = scored.select(ORDER).gather(runs)
+        order = tied.select(pl.arg_sort_by(ORDER, descending=DESCENDING)).to_series()
+        index = index.scatter(in_run, runs.gather(order))
+    return scored.gather(index)
+
+
+def rank_within_prompt(ordered: pl.DataFrame) -> pl.DataFrame:
+    """``rank`` (1-based) and ``responses`` (rows of the prompt) of a frame already in ``ORDER``.
+
+    Uses run starts of the sorted prompt ranks instead of a window over a hash of them: one pass, no hashing.
     """
     position = pl.int_range(pl.len(), dtype=pl.Int64)
     starts = pl.col(PROMPT) != pl.col(PROMPT).shift(1)
     first = pl.when(starts.fill_null(True)).then(position).otherwise(None).forward_fill()
     last = pl.when(starts.shift(-1).fill_null(True)).then(position).otherwise(None).backward_fill()
-    ordered = kept if presorted else kept.sort(ORDER, descending=DESCENDING)
     return ordered.with_columns((position - first + 1).alias("rank"), (last - first + 1).alias("responses"))
 
 
-def drop_duplicate_texts(scored: pl.LazyFrame) -> pl.LazyFrame:
-    """Of identical response texts under one prompt, keep the best-ranked: the rest are ``duplicate_response``.
+def duplicate_texts(ordered: pl.DataFrame) -> pl.Series:
+    """True for a row whose response text a better-ranked row of its prompt already has (frame in ``ORDER``).
 
-    Sorted by (prompt, text, then the ranking order), the best copy of a text starts its run, so a copy is
-    a row whose prompt and text equal the previous row's: two sorts of integers, no hash table.
-    Texts are compared by a 64-bit hash: identical texts always match; two different texts are merged only
-    on a hash collision within one prompt (odds ~1e-19 per pair).
+    The first (best-ranked) copy of a text is kept. In a prompt of at most ``SMALL_PROMPT`` rows every
+    earlier row is within ``SMALL_PROMPT - 1`` positions, so comparing each row with its neighbours at
+    those distances finds every copy; rows of bigger prompts are sorted by (prompt, text, position), where
+    a copy is a row whose prompt and text equal the previous row's. Texts are compared by a 64-bit hash:
+    identical texts always match; two different texts are merged only on a hash collision within one
+    prompt (odds ~1e-19 per pair).
     """
-    order = [PROMPT, TEXT, "score", RESPONSE, ROW]
-    same = (pl.col(PROMPT) == pl.col(PROMPT).shift(1)) & (pl.col(TEXT) == pl.col(TEXT).shift(1))
-    by_text = scored.sort(order, descending=[False, False, True, False, False])
-    return by_text.with_columns(drop_where(same.fill_null(False), DUPLICATE_RESPONSE))
-
-
-def drop_small_prompts(ranked: pl.LazyFrame, minimum: int) -> pl.LazyFrame:
-    """Prompts with fewer than ``minimum`` rows (distinct responses, after deduplication): ``too_few_responses``."""
-    return ranked.with_columns(drop_where(pl.col("responses") < minimum, TOO_FEW_RESPONSES))
+    prompt = ordered.get_column(PROMPT).to_numpy()
+    text = ordered.get_column(TEXT).to_numpy()
+    copy = np.zeros(len(prompt), dtype=bool)
+    for distance in range(1, SMALL_PROMPT):
+        same = (prompt[distance:] == prompt[:-distance]) & (text[distance:] == text[:-distance])
+        copy[distance:] |= same
+    sizes = rank_within_prompt(ordered.select(PROMPT)).get_column("responses").to_numpy()
+    big = np.flatnonzero(sizes > SMALL_PROMPT)
+    if big.size:
+        rows = pl.DataFrame({"p": prompt[big], "t": text[big], "at": big}).sort("p", "t", "at")
+        again = (rows["p"] == rows["p"].shift(1)) & (rows["t"] == rows["t"].shift(1))
+        copy[rows.get_column("at").filter(again.fill_null(False)).to_numpy()] = True
+    return pl.Series(copy)
 
 
 def prepare(
@@ -172,17 +195,20 @@ def prepare(
     """(kept, dropped): kept rows scored, deduplicated and ranked among their prompt's distinct responses.
 
     Drops, in order: ``missing_reward``, ``duplicate_response``, ``too_few_responses`` (fewer than
-    ``min_responses`` distinct responses). ``rank`` and ``responses`` of kept rows count distinct responses.
+    ``min_responses`` distinct responses). ``rank`` and ``responses`` of kept rows count distinct responses;
+    kept rows are in ``ORDER``.
     """
-    frame = drop_missing_rewards(decision_frame(table, options, draw_seed)).collect()
-    dropped = [frame.filter(pl.col(REASON).is_not_null())]
-    scored = add_score(frame.filter(pl.col(REASON).is_null()).lazy(), options)
+    frame = drop_missing_rewards(decision_frame(table, options, draw_seed).lazy()).collect()
+    missing = pl.col(REASON).is_not_null()
+    dropped = [frame.filter(missing)]
+    ordered = sort_by_rank(add_score(frame.filter(~missing).lazy(), options).collect())
     del frame
-    deduped = drop_duplicate_texts(scored).collect()
-    dropped.append(deduped.filter(pl.col(REASON).is_not_null()))
-    distinct = rank_within_prompt(deduped.lazy().filter(pl.col(REASON).is_null()))
-    del scored, deduped
-    ranked = drop_small_prompts(distinct, min_responses).collect()
-    dropped.append(ranked.filter(pl.col(REASON).is_not_null()))
-    kept = ranked.filter(pl.col(REASON).is_null())
-    return kept, pl.concat(dropped, how="diagonal_relaxed")
+    copy = duplicate_texts(ordered)
+    dropped.append(ordered.filter(copy).with_columns(pl.lit(DUPLICATE_RESPONSE, REASON_TYPE).alias(REASON)))
+    ranked = rank_within_prompt(ordered.filter(~copy))
+    del ordered
+    small = ranked.get_column("responses") < min_responses
+    if small.any():
+        dropped.append(ranked.filter(small).with_columns(pl.lit(TOO_FEW_RESPONSES, REASON_TYPE).alias(REASON)))
+        ranked = ranked.filter(~small)
+    return ranked, pl.concat(dropped, how="diagonal_relaxed")

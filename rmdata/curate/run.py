@@ -17,10 +17,10 @@ import polars as pl
 
 from rmdata.curate import plots
 from rmdata.curate import summary as report
-from rmdata.curate.pairs import PairRules, pair_up, unpaired_rows
+from rmdata.curate.pairs import PairRules, pair_up, split_paired
 from rmdata.curate.ranking import REASON, ScoreOptions, prepare
 from rmdata.curate.rules import FilterRules, apply_rules
-from rmdata.curate.source import open_scores
+from rmdata.curate.source import ROW, open_scores
 from rmdata.curate.write import check_rejects_path, display, write_dpo, write_manifest, write_rejects, write_sft
 from rmdata.dataset_dir import check_replaceable, dataset_card, write_marker
 from rmdata.errors import RmdataError
@@ -115,15 +115,18 @@ def run_filter(
     _write_rejects(table, dropped, rejects)
     if kept.is_empty():
         _refuse_empty(summary, "rows")
+    rows = kept.height
     with atomic_directory(output, overwrite=True) as tmp:
-        shards = write_sft(table, kept, tmp)
         plot_paths = plots.draw_all(tmp, kept, dropped)
+        decisions = kept.select(ROW, "score", "rank")
+        del kept, dropped, judged  # the texts are read back next: free the decision frames first
+        shards = write_sft(table, decisions, tmp)
         usage = "# TRL: trl.SFTTrainer(model=..., train_dataset=ds)  (conversational 'messages' column)"
         write_text_atomic(
             tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards)
         )
         _finish(tmp, "sft", shards, summary, options, asdict(rules), start)
-    return Result(output, kept.height, summary, rejects)
+    return Result(output, rows, summary, rejects)
 
 
 def run_build_dpo(
@@ -141,12 +144,11 @@ def run_build_dpo(
     _check_output(output, "dpo", rejects)
     draw_seed = rules.seed if rules.strategy == "best-vs-random" else None
     ranked, dropped = prepare(table, options, min_responses=2, draw_seed=draw_seed)
-    judged = pair_up(ranked.lazy(), rules).collect()
+    judged = pair_up(ranked, rules)
     pairs = judged.filter(pl.col(REASON).is_null())
     pair_drops = judged.filter(pl.col(REASON).is_not_null())
-    unused = unpaired_rows(ranked, pairs)
+    used, unused = split_paired(ranked, pairs)
     dropped = pl.concat([dropped, unused], how="diagonal_relaxed")
-    used = ranked.filter(~pl.col("_row").is_in(unused.get_column("_row").implode()))
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("build-dpo", rule_text, list(table.inputs), used, dropped, pairs=pairs,
                                pair_drops=pair_drops)  # fmt: skip
@@ -154,16 +156,19 @@ def run_build_dpo(
     _write_rejects(table, dropped, rejects)
     if pairs.is_empty():
         _refuse_empty(summary, "pairs")
+    rows = pairs.height
     with atomic_directory(output, overwrite=True) as tmp:
-        shards = write_dpo(table, pairs, tmp)
         plot_paths = plots.draw_all(tmp, used, dropped, margins=pairs.get_column("margin"), margin=rules.margin,
                                     kept_label="in a pair")  # fmt: skip
+        pairs = pairs.select("chosen_row", "rejected_row", "chosen_score", "rejected_score", "margin")
+        del ranked, used, unused, dropped, judged, pair_drops  # free the decision frames before reading texts
+        shards = write_dpo(table, pairs, tmp)
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
         write_text_atomic(
             tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards)
         )
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
-    return Result(output, pairs.height, summary, rejects)
+    return Result(output, rows, summary, rejects)
 
 
 def _score_text(options: ScoreOptions) -> str:

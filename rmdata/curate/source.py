@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from rmdata.dataset_dir import DATA_DIR, read_marker
 from rmdata.errors import RmdataError
@@ -14,6 +16,7 @@ from rmdata.errors import RmdataError
 DEFAULT_SCORES = "rmdata-out/scores"
 REQUIRED = ("prompt_id", "response_id", "prompt", "response", "reward")
 ROW = "_row"  # the row's position in the scanned inputs: the key that joins decisions back to texts
+CHUNK_ROWS = 131_072  # rows read back at a time (whole row groups; at least one)
 MAKE_ONE = "make one with `rmdata score CORPUS` (it writes rmdata-out/scores; --output DIR for another place)"
 
 
@@ -31,6 +34,37 @@ class ScoreTable:
 
     def has(self, column: str) -> bool:
         return column in self.schema
+
+    def chunks(self) -> list[tuple[str, int, int, int]]:
+        """``(file, first row in the file, first row in the table, rows)``: consecutive row groups of one
+        file, about ``CHUNK_ROWS`` rows each, covering the table in ``_row`` order."""
+        out, start = [], 0
+        for file in self.files:
+            offset = size = 0
+            metadata = pq.read_metadata(file)
+            for group in range(metadata.num_row_groups):
+                size += metadata.row_group(group).num_rows
+                if size >= CHUNK_ROWS or group == metadata.num_row_groups - 1:
+                    out.append((file, offset, start, size))
+                    offset, start, size = offset + size, start + size, 0
+        return out
+
+    def read_rows(self, rows: np.ndarray, columns: Sequence[str]) -> Iterator[tuple[int, pl.DataFrame]]:
+        """The table's rows at positions ``rows`` (strictly ascending ``_row`` values), ``columns`` only.
+
+        Yields ``(i, frame)``: ``frame`` holds the rows ``rows[i : i + frame.height]``, in that order. Reads
+        one chunk of row groups at a time, skips chunks holding none of ``rows`` and selects by a boolean
+        mask (several times cheaper than a gather for list columns), so memory stays at one chunk plus what
+        is yielded, and no join over the whole table is built.
+        """
+        for file, offset, start, size in self.chunks():
+            low, high = np.searchsorted(rows, [start, start + size])
+            if low == high:
+                continue
+            block = pl.scan_parquet(file).slice(offset, size).select(columns).collect()
+            mask = np.zeros(size, dtype=bool)
+            mask[rows[low:high] - start] = True
+            yield int(low), block.filter(pl.Series(mask))
 
 
 def _parquet_files(path: Path) -> list[Path]:

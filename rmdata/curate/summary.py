@@ -6,7 +6,7 @@ terminal summary, the dataset card and ``manifest.json``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -58,7 +58,9 @@ def summarize(
     pair_drops: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The summary of one run. ``kept`` / ``dropped``: decision rows; ``pairs``: kept DPO pairs."""
-    prompts_in = pl.concat([kept.get_column(PROMPT), dropped.get_column(PROMPT)]).n_unique()
+    # _prompt is a dense rank 1..K over every input row, so the distinct prompts are its maximum (+1 for null)
+    prompts = pl.concat([kept.get_column(PROMPT), dropped.get_column(PROMPT)])
+    prompts_in = int(cast(int, prompts.max() or 0)) + int(prompts.null_count() > 0)
     summary: dict[str, Any] = {
         "command": command,
         "rules": rules,

@@ -36,4 +36,4 @@ def test_script_prints_one_json_line_with_matching_ids() -> None:
     assert result["all_same_kept_ids"] is True and result["rows"] == 2000
     for name in ("filter", "build_dpo"):
         assert result[name]["rows_out"] > 0 and result[name]["rmdata"]["peak_rss_mb"] > 0
-        assert result[name]["speedup"] > 0
+        assert result[name]["speedup"] > 0 and result[name]["cpu_ratio"] > 0
