@@ -116,7 +116,7 @@ def recipe_overrides(args: argparse.Namespace, config: str, pairs: str, out: str
         f"output_dir={out}",
     ]
     if args.backbone:
-        return [f"model.name_or_path={args.backbone}", *sets]
+        return [f"model.name_or_path={args.backbone}", "model.reward_token=null", *sets]  # its own rule: EOS
     tiny = {
         "arch": "llama",
         "hidden_size": args.hidden_size,

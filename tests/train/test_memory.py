@@ -112,3 +112,26 @@ def test_release_freed_memory_gives_fragmented_pages_back() -> None:
     assert before - after > 64, (before, after)
     assert sum(float(t[0]) for t in kept) == 128  # the kept tensors are intact
     assert peak_rss_mib() >= 0.99 * before  # ru_maxrss saw the fragmented peak (within its accounting)
+
+
+def test_the_trunk_has_no_lm_head_so_no_vocabulary_logits_are_computed() -> None:
+    """A reward model reads hidden states: the [T, vocab] logits of a causal LM (49k wide for SmolLM2, more
+    than every activation of a layer) must never be built. The trunk is the bare decoder, and a forward
+    produces no tensor with a vocabulary-sized dimension beyond the embedding table itself."""
+    built = build_tiny("llama", finetune="lora", lora_rank=4)
+    model = built.model.train()
+    vocab = int(model.trunk.get_input_embeddings().weight.shape[0])
+    assert not any("lm_head" in name for name, _ in model.named_parameters())
+    assert not hasattr(model.trunk, "lm_head")
+    shapes: list[tuple[int, ...]] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(t.shape))
+        return t
+
+    batch = pack_sequences(random_sequences((40, 30, 20, 10), built.reward_token.id))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(batch)
+    assert shapes and not [
+        s for s in shapes if vocab in s and s != tuple(model.trunk.get_input_embeddings().weight.shape)
+    ]
