@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--packing-pairs", type=int, default=48, help="packing: pairs per mode")
     p.add_argument("--sp-lengths", default="2048,4096,6144,8192", help="long_text: row lengths, increasing")
     p.add_argument("--sp-segment", type=int, default=1024, help="long_text: tokens per sequence")
-    p.add_argument("--cap-mib", type=float, default=64.0, help="long_text: activation memory cap per rank")
+    p.add_argument("--cap-mib", type=float, default=128.0, help="long_text: activation memory cap per rank")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", help=argparse.SUPPRESS)  # run one config in this process
     p.add_argument("--pairs-file", help=argparse.SUPPRESS)  # the worker's pairs
@@ -205,8 +205,8 @@ def run_config(args: argparse.Namespace, config: str) -> dict[str, Any]:
         "steps": len(losses),
         "real_tokens": tokens,
         "tokens_per_s": round(tokens / wall, 1),
-        "wall_s": round(wall, 2),
-        "cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 4),
+        "cpu_s": round(cpu, 4),
         "tokens_per_cpu_s": round(tokens / cpu, 1),
         "threads": torch.get_num_threads(),
         "peak_mib_by_phase": phases,  # CPU: peak RSS within each phase; CUDA: max allocated within each phase

@@ -48,7 +48,7 @@ def test_one_config_trains_through_the_loop_and_reports_consistent_figures(tmp_p
     assert figures["finetune"] == "lora" and figures["gradient_checkpointing"] is True
     assert 0 < figures["parameters"]["trainable"] < figures["parameters"]["total"]
     assert figures["steps"] == 1 and figures["real_tokens"] > 0 and figures["eval_pairs"] > 0
-    assert figures["tokens_per_s"] == pytest.approx(figures["real_tokens"] / figures["wall_s"], rel=0.02)
+    assert figures["tokens_per_s"] == pytest.approx(figures["real_tokens"] / figures["wall_s"], rel=0.01)
     phases = figures["peak_mib_by_phase"]
     assert list(phases) == ["start", "setup", "first_step", "train_steps", "eval", "export"]
     assert figures["peak_mib"] >= max(phases.values()) * 0.99  # ru_maxrss covers every phase
