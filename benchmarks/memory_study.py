@@ -1,6 +1,6 @@
 """Where the memory of reward-model training goes: full vs LoRA vs QLoRA, checkpointing, packing, long rows.
 
-    python benchmarks/memory_study.py                     # from-config Llama, synthetic pairs (~6 min, 2 cores)
+    python benchmarks/memory_study.py                     # from-config Llama, synthetic pairs (~8.4 CPU min)
     python benchmarks/memory_study.py --backbone /work/cache/smollm2-135m-instruct \\
         --data /work/shared/data/alpaca_eval_gpt4_prefs.jsonl --max-length 512 --max-packed-length 2048
 
