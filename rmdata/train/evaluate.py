@@ -9,6 +9,7 @@ import torch
 
 from rmdata.config import LossConfig
 from rmdata.train.losses import metric_means, reward_loss, reward_metric_sums
+from rmdata.train.memory import release_freed_memory
 
 if TYPE_CHECKING:
     from rmdata.train.data import PairSplit
@@ -37,6 +38,8 @@ def evaluate_pairs(
         rejected_all.append(scores[1::2])
         margins.extend(split.margins(row))
     model.train(was_training)
+    if device.type == "cpu":
+        release_freed_memory()  # training resumes from what the evaluation freed (rmdata.train.memory)
     chosen, rejected = torch.cat(chosen_all), torch.cat(rejected_all)
     n = chosen.numel()
     margin = torch.tensor(margins, dtype=torch.float32)

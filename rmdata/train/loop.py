@@ -30,6 +30,7 @@ from rmdata.train.checkpoint import list_checkpoints
 from rmdata.train.data import StepPlan, TrainingData, describe, prepare_training_data
 from rmdata.train.evaluate import evaluate_pairs
 from rmdata.train.losses import metric_means, reward_loss, reward_metric_sums, zero_metric_sums
+from rmdata.train.memory import release_freed_memory
 from rmdata.train.optim import build_optimizer, lr_factor, set_lr
 from rmdata.train.parallel import Parallel, setup_parallel
 from rmdata.train.runs import (
@@ -293,6 +294,9 @@ def optimizer_step(session: Session, step: int) -> dict[str, float]:
         step_loss += float(loss.detach())
         sums += reward_metric_sums(chosen, rejected).cpu() * weight
         tokens += batch.num_tokens * int(weight)
+        del batch, scores, chosen, rejected, loss  # the row's graph is gone: hand its pages back
+        if device.type == "cpu":
+            release_freed_memory()
     par.sync_grads(params)  # sum gradients over ranks
     step_loss, sums, tokens = par.reduce_metrics(step_loss, sums, tokens)
     if not math.isfinite(step_loss):
