@@ -7,12 +7,13 @@ multi-million-row input with one sort. Pass 1 computes them wherever it runs, wo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from rmdata.data.formats import Row
-from rmdata.data.schema import prompt_id, response_id
+from rmdata.data.schema import prompt_id
 
 
 def id_keys(ids: Sequence[str]) -> np.ndarray:
@@ -37,16 +38,18 @@ class RowKeys:
         """Key normalized corpus rows (rows of preference pairs have no single response and are skipped)."""
         if not rows or "response" not in rows[0]:
             return
-        ids = []
-        for row in rows:
+        keys = np.empty(len(rows), dtype=np.uint64)
+        sha256 = hashlib.sha256
+        for i, row in enumerate(rows):
             key = tuple((m["role"], m["content"]) for m in row["prompt"])
             pid = self.prompts.get(key)
             if pid is None:
                 if len(self.prompts) >= self.PROMPT_CACHE:
                     self.prompts.clear()
                 pid = self.prompts[key] = prompt_id(row["prompt"])
-            ids.append(response_id(pid, row["response"]))
-        self.parts.append(id_keys(ids))
+            # = int(response_id(pid, response), 16), without the hex string and back
+            keys[i] = int.from_bytes(sha256(f"{pid}\n{row['response']}".encode()).digest()[:8], "big")
+        self.parts.append(keys)
 
     def extend(self, keys: np.ndarray) -> None:
         """Append keys computed elsewhere (a worker process's part), in row order."""

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import polars as pl
 import pyarrow as pa
 
@@ -44,8 +45,17 @@ CORPUS_SCHEMA: dict[str, pl.DataType] = {
 
 def prompt_id(messages: Sequence[dict[str, str]]) -> str:
     """First 16 hex chars of sha256 over the canonical JSON ``[[role, content], ...]`` of the prompt."""
-    canonical = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(canonical_json([[m["role"], m["content"]] for m in messages])).hexdigest()[:16]
+
+
+def canonical_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON with non-ASCII characters kept: the bytes of ``json.dumps(value, ensure_ascii=False,
+    separators=(",", ":"))``. orjson writes exactly those bytes ~25x faster (tested over every code point);
+    what it refuses (a lone surrogate) goes to ``json``, which behaves as it always did."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def response_id(prompt_key: str, response: str) -> str:
