@@ -49,6 +49,17 @@ def tiny_recipe(data: Path, *extra: str) -> Recipe:
     )
 
 
+def crash_at_step(recipe: Recipe, run: RunDir, step: int) -> None:
+    """Train ``recipe`` into ``run`` until an exception raised at optimizer step ``step`` stops it."""
+
+    def crash(at: int, metrics: dict[str, float]) -> None:
+        if at == step:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(recipe, run, on_step=crash, show_progress=False)
+
+
 def metrics_lines(run: RunDir) -> list[dict]:
     lines = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     return [{k: v for k, v in line.items() if k not in TIMING_KEYS} for line in lines]
@@ -115,13 +126,7 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path: Path, p
     train(recipe, straight, show_progress=False)
 
     crashed = RunDir(tmp_path / "crashed")
-
-    def crash_at_step_5(step: int, metrics: dict[str, float]) -> None:
-        if step == 5:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(recipe, crashed, on_step=crash_at_step_5, show_progress=False)
+    crash_at_step(recipe, crashed, 5)
     assert not crashed.eval_json.exists()
     result = train(recipe, crashed, resume=True, show_progress=False)
     assert json.loads(crashed.run_json.read_text())["resumed_from"] == 4

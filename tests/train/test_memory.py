@@ -16,7 +16,7 @@ from rmdata.train.memory import peak_rss_mib, release_freed_memory, rss_mib
 from rmdata.train.runs import RunDir
 from tests.core_helpers import build_tiny, pair_loss, random_sequences, randomize_head
 from tests.helpers import write_pairs
-from tests.train.test_loop import metrics_lines, tiny_recipe
+from tests.train.test_loop import crash_at_step, metrics_lines, tiny_recipe
 
 
 def _loss_and_grads(finetune: str, checkpointing: bool, dropout: float) -> tuple[float, dict[str, torch.Tensor]]:
@@ -76,13 +76,7 @@ def test_a_checkpointed_lora_run_resumed_after_a_crash_matches_the_plain_run(tmp
     train(tiny_recipe(pairs, *lora), plain, show_progress=False)
     recipe = tiny_recipe(pairs, *lora, "model.gradient_checkpointing=true")
     crashed = RunDir(tmp_path / "crashed")
-
-    def crash_at_step_5(step: int, metrics: dict[str, float]) -> None:
-        if step == 5:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(recipe, crashed, on_step=crash_at_step_5, show_progress=False)
+    crash_at_step(recipe, crashed, 5)
     resumed = train(recipe, crashed, resume=True, show_progress=False)
     assert resumed.steps == 8
     expected = json.loads(plain.eval_json.read_text())
