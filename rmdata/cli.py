@@ -169,6 +169,17 @@ from rmdata.score.config import ScoreConfig as _ScoreDefaults  # noqa: E402
 
 _SCORE = _ScoreDefaults()
 
+# Options `score` and `eval` share, declared once.
+ModelOption = Annotated[str, typer.Option("--model", "-m", help=SCORE_HELP["model"])]
+OnErrorOption = Annotated[str, typer.Option("--on-error", help=SCORE_HELP["on_error"])]
+MaxLengthOption = Annotated[int | None, typer.Option("--max-length", show_default=False, help=SCORE_HELP["max_length"])]
+BatchTokensOption = Annotated[
+    int | None, typer.Option("--batch-tokens", show_default=False, help=SCORE_HELP["batch_tokens"])
+]
+DeviceOption = Annotated[str, typer.Option("--device", help=SCORE_HELP["device"])]
+DtypeOption = Annotated[str, typer.Option("--dtype", help=SCORE_HELP["dtype"])]
+TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help=SCORE_HELP["trust_remote_code"])]
+
 
 def _quiet_transformers() -> None:
     """No weight-loading progress bars from transformers on the user's terminal; rmdata draws its own."""
@@ -181,24 +192,18 @@ def _quiet_transformers() -> None:
 @app.command()
 def score(
     inputs: Annotated[list[str], typer.Argument(show_default=False, help=SCORE_HELP["inputs"])],
-    model: Annotated[str, typer.Option("--model", "-m", help=SCORE_HELP["model"])] = _SCORE.model,
+    model: ModelOption = _SCORE.model,
     output: Annotated[str, typer.Option("--output", "-o", help=SCORE_HELP["output"])] = _SCORE.output,
-    on_error: Annotated[str, typer.Option("--on-error", help=SCORE_HELP["on_error"])] = _SCORE.on_error,
-    max_length: Annotated[
-        int | None, typer.Option("--max-length", show_default=False, help=SCORE_HELP["max_length"])
-    ] = None,
-    batch_tokens: Annotated[
-        int | None, typer.Option("--batch-tokens", show_default=False, help=SCORE_HELP["batch_tokens"])
-    ] = _SCORE.batch_tokens,
-    device: Annotated[str, typer.Option("--device", help=SCORE_HELP["device"])] = _SCORE.device,
-    dtype: Annotated[str, typer.Option("--dtype", help=SCORE_HELP["dtype"])] = _SCORE.dtype,
+    on_error: OnErrorOption = _SCORE.on_error,
+    max_length: MaxLengthOption = None,
+    batch_tokens: BatchTokensOption = _SCORE.batch_tokens,
+    device: DeviceOption = _SCORE.device,
+    dtype: DtypeOption = _SCORE.dtype,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help=SCORE_HELP["resume"])] = _SCORE.resume,
     save_to_disk: Annotated[
         str | None, typer.Option("--save-to-disk", show_default=False, help=SCORE_HELP["save_to_disk"])
     ] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help=SCORE_HELP["trust_remote_code"])
-    ] = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     shard_rows: Annotated[int, typer.Option("--shard-rows", help=SCORE_HELP["shard_rows"])] = _SCORE.shard_rows,
 ) -> None:
     """Score responses with a reward model into a Hugging Face dataset directory (resumable, exact).
@@ -255,22 +260,16 @@ def score(
 @app.command("eval")
 def eval_pairs(
     paths: Annotated[list[str], typer.Argument(show_default=False, help="Preference pairs to evaluate on.")],
-    model: Annotated[str, typer.Option("--model", "-m", help=SCORE_HELP["model"])] = _SCORE.model,
+    model: ModelOption = _SCORE.model,
     by: Annotated[
         str | None, typer.Option("--by", show_default=False, help="Also report per value of this input column.")
     ] = None,
-    on_error: Annotated[str, typer.Option("--on-error", help=SCORE_HELP["on_error"])] = _SCORE.on_error,
-    max_length: Annotated[
-        int | None, typer.Option("--max-length", show_default=False, help=SCORE_HELP["max_length"])
-    ] = None,
-    batch_tokens: Annotated[
-        int | None, typer.Option("--batch-tokens", show_default=False, help=SCORE_HELP["batch_tokens"])
-    ] = _SCORE.batch_tokens,
-    device: Annotated[str, typer.Option("--device", help=SCORE_HELP["device"])] = _SCORE.device,
-    dtype: Annotated[str, typer.Option("--dtype", help=SCORE_HELP["dtype"])] = _SCORE.dtype,
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help=SCORE_HELP["trust_remote_code"])
-    ] = False,
+    on_error: OnErrorOption = _SCORE.on_error,
+    max_length: MaxLengthOption = None,
+    batch_tokens: BatchTokensOption = _SCORE.batch_tokens,
+    device: DeviceOption = _SCORE.device,
+    dtype: DtypeOption = _SCORE.dtype,
+    trust_remote_code: TrustRemoteCodeOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
 ) -> None:
     """Score chosen and rejected replies: accuracy, ties, mean scores and margin, length bias; RewardBench scores.
