@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from rmdata.data import drops
 from rmdata.data.batch import Batch, RawRecord
 from rmdata.data.carried import CarriedSchema, Observed, observe
@@ -20,7 +18,6 @@ from rmdata.data.detect import normalize
 from rmdata.data.drops import Drop
 from rmdata.data.formats import Format, Row
 from rmdata.data.inputs import InputInfo
-from rmdata.data.row_keys import RowKeys
 from rmdata.data.rules import Problems, RecordError
 from rmdata.errors import RmdataError
 
@@ -37,7 +34,6 @@ class Part:
     drops: list[Drop]
     observed: list[Observed]
     lines: int  # lines in the part (blank ones too): the line numbers of the parts after it
-    keys: np.ndarray | None  # uint64 content id of each valid row, in order (when asked for)
 
 
 def content_digest(kind: str, row: Row) -> int:
@@ -62,7 +58,6 @@ class Pass1:
         dedup: bool,
         count_duplicates: bool,
         observe_only: bool = False,
-        row_keys: bool = False,
     ) -> None:
         self.observed: list[Observed] | None = [] if observe_only else None  # worker: observations, unmerged
         self.kept: list[Drop] | None = [] if observe_only else None  # worker: the drops, for the parent
@@ -73,7 +68,6 @@ class Pass1:
         self.on_drop = on_drop
         self.dedup = dedup
         self.digests: set[int] | None = set() if dedup or count_duplicates else None
-        self.row_keys = RowKeys() if row_keys else None
         self.schema = CarriedSchema(set())
         self.records = self.valid_rows = self.invalid = self.duplicates = 0
         self.errors: list[RecordError] = []
@@ -107,7 +101,7 @@ class Pass1:
             # Every record is valid and gives one row: the rows are built only when their content is wanted.
             take = list(range(len(values)))
             rows: list[Row] = []
-            if self.digests is not None or on_rows is not None or self.row_keys is not None:
+            if self.digests is not None or on_rows is not None:
                 problems = Problems()
                 rows = [fmt.normalize(value, problems)[0] for value in values]  # type: ignore[arg-type]
         else:
@@ -120,8 +114,6 @@ class Pass1:
             self.observed.append(seen)
         else:
             self.schema.merge(seen)
-        if self.row_keys is not None:
-            self.row_keys.add(rows)
         if on_rows is not None and rows:
             on_rows(rows)
 
@@ -138,14 +130,11 @@ class Pass1:
             self._drop(drop)
         for seen in part.observed:
             self.schema.merge(seen)
-        if self.row_keys is not None and part.keys is not None:
-            self.row_keys.extend(part.keys)
 
     def part(self, lines: int) -> Part:
         """What this worker Pass1 found (made with ``observe_only=True``) over ``lines`` lines: for :meth:`merge`."""
         assert self.observed is not None and self.kept is not None
-        keys = self.row_keys.keys() if self.row_keys is not None else None
-        return Part(self.records, self.valid_rows, self.invalid, self.kept, self.observed, lines, keys)
+        return Part(self.records, self.valid_rows, self.invalid, self.kept, self.observed, lines)
 
     def _normalize(self, batch: Batch, fmt: Format, detected_in: InputInfo | None) -> tuple[list[Row], list[int]]:
         """Record by record: the valid rows and the index of the record each comes from; the rest dropped."""

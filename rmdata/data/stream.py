@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal
 
-import numpy as np
 import polars as pl
 
 from rmdata.data.batch import Batch
@@ -64,7 +63,6 @@ class ScanReport:
     batch_size: int = 4096
     multi_response: bool = False  # some input is multi-response: the rows have response_index
     schema: CarriedSchema | None = field(default=None, repr=False)
-    row_keys: np.ndarray | None = field(default=None, repr=False)  # uint64 content id per valid row (row_keys=True)
 
     @property
     def format(self) -> str:
@@ -88,15 +86,13 @@ def scan(
     dedup: bool = False,
     count_duplicates: bool = False,
     on_rows: Callable[[list[Row]], None] | None = None,
-    row_keys: bool = False,
 ) -> ScanReport:
     """Pass 1: read and validate every record once, keeping counts, the first errors and the carried schema.
 
-        ``kind`` ("pairs" or "corpus") refuses inputs of the other kind. ``on_error="fail"`` raises one
-        RmdataError listing the first errors when any record is invalid; ``"skip"`` hands each to ``on_drop``.
-        ``count_duplicates`` counts repeated rows without dropping them (``dedup`` drops them); either keeps
-        an 8-byte digest per row. ``on_rows`` sees each batch's valid normalized rows (for summaries).
-    ``row_keys`` puts every valid corpus row's content id in ``report.row_keys`` (``rmdata.data.row_keys``).
+    ``kind`` ("pairs" or "corpus") refuses inputs of the other kind. ``on_error="fail"`` raises one
+    RmdataError listing the first errors when any record is invalid; ``"skip"`` hands each to ``on_drop``.
+    ``count_duplicates`` counts repeated rows without dropping them (``dedup`` drops them); either keeps
+    an 8-byte digest per row. ``on_rows`` sees each batch's valid normalized rows (for summaries).
     """
     if on_error not in ("fail", "skip"):
         raise RmdataError(f"on_error={on_error!r}: must be fail or skip")
@@ -104,7 +100,7 @@ def scan(
         raise RmdataError(f"format {format!r} is not one rmdata reads; choose one of {', '.join(FORMATS)}")
     notes: list[str] = []
     inputs = open_inputs(paths, notes)
-    state = Pass1(kind, on_drop, dedup, count_duplicates, row_keys=row_keys)
+    state = Pass1(kind, on_drop, dedup, count_duplicates)
     formats: dict[str, str] = {}
     for info in inputs:
         with reading(info.path):
@@ -128,7 +124,7 @@ def scan(
     report = ScanReport(
         state.kind, inputs, formats, state.records, state.valid_rows, state.invalid, state.errors, carried, notes,
         format is None, dict(sorted(state.drop_counts.items())), state.duplicates, dedup, batch_size,
-        state.multi, state.schema, state.row_keys.keys() if state.row_keys is not None else None,
+        state.multi, state.schema,
     )  # fmt: skip
     if report.invalid and on_error == "fail":
         raise RmdataError(format_errors(report))

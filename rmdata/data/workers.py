@@ -10,13 +10,13 @@ the lines before each part to its drops' line numbers: the counts, errors, drops
 schema are those of one process reading everything (each span starts a batch; the schema merge does not
 depend on where batches start).
 
-At most ``2 x workers`` blocks are in flight, so memory stays bounded. Workers are their own Python processes
-(``python -m rmdata.data.workers``, jobs and results as pickles over their stdin and stdout), not
-``multiprocessing`` ones: a spawned ``multiprocessing`` worker re-runs the caller's main script, and a forked
-one inherits polars' thread pool, which does not survive a fork. Each costs a start-up of about a second. Pass
-1 stays in-process when it hands rows to the caller (``on_rows``) or counts duplicates: both need every row in
-the parent. Content ids (``row_keys``) are computed by the workers and merged in order.
-``RMDATA_SCAN_WORKERS=1`` turns the pool off; by default it has one worker per CPU this process may run on.
+At most ``2 x workers`` blocks are in flight, so memory stays bounded. Workers are their own Python
+processes (``python -m rmdata.data.workers``, jobs and results as pickles over their stdin and stdout),
+not ``multiprocessing`` ones: a spawned ``multiprocessing`` worker re-runs the caller's main script, and a
+forked one inherits polars' thread pool, which does not survive a fork. Each costs a start-up of about a
+second. Pass 1 stays in-process when it hands rows to the caller (``on_rows``) or counts duplicates: both
+need every row in the parent. ``RMDATA_SCAN_WORKERS=1`` turns the pool off; by default it has one worker
+per CPU this process may run on.
 """
 
 from __future__ import annotations
@@ -104,7 +104,6 @@ def scan_spans(
     ``state`` in input order; returns the records read."""
     records = 0
     line = spans.line
-    row_keys = state.row_keys is not None
 
     def merge() -> None:
         nonlocal records, line
@@ -117,7 +116,7 @@ def scan_spans(
         for start, stop in spans.rest:
             if pool.in_flight >= 2 * workers:
                 merge()
-            pool.submit((spans.path, start, stop, spans.end, fmt_name, info, detected, batch_size, row_keys))
+            pool.submit((spans.path, start, stop, spans.end, fmt_name, info, detected, batch_size))
         while pool.in_flight:
             merge()
     return records
@@ -202,20 +201,12 @@ def _read_message(stream: IO[bytes]) -> bytes | None:
 
 
 def check_span(
-    path: str,
-    start: int,
-    stop: int,
-    end: bytes,
-    fmt_name: str,
-    info: InputInfo,
-    detected: bool,
-    batch_size: int,
-    row_keys: bool,
+    path: str, start: int, stop: int, end: bytes, fmt_name: str, info: InputInfo, detected: bool, batch_size: int
 ) -> Part:
-    """In a worker: pass 1 over one span, its lines numbered from 1 (``row_keys``: with the rows' content ids)."""
+    """In a worker: pass 1 over one span, its lines numbered from 1."""
     fmt = FORMATS[fmt_name]
     batches, lines = read_span(path, start, stop, end, batch_size)
-    state = Pass1(fmt.kind, None, dedup=False, count_duplicates=False, observe_only=True, row_keys=row_keys)
+    state = Pass1(fmt.kind, None, dedup=False, count_duplicates=False, observe_only=True)
     for batch in batches:
         state.add(batch, fmt, info, detected, on_rows=None)
     return state.part(lines)

@@ -4,7 +4,8 @@ Order of effects: every check that can refuse (the model directory, every input 
 ``--on-error fail``, the output directory) runs before anything is written, so a refused run leaves no
 output behind. Then each block of ``shard_rows`` input rows (``rmdata.score.shards``) is tokenized,
 folded for duplicates run-wide (``rmdata.score.dedup``), scored (``rmdata.score.engine``) and committed; the
-manifest's totals and the card are written last.
+manifest's totals and the card are written last. An input file whose size or modification time changes
+after the first pass stops the run before its next commit.
 
 Under ``torchrun`` (or SLURM) every rank runs the same checks; :func:`rmdata.distributed.agree` is the check
 point after each phase, so when one rank refuses or fails, every rank raises instead of waiting for it.
@@ -24,10 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rmdata.data.drops import Drop
-from rmdata.data.row_keys import id_keys
 from rmdata.data.stream import ScanReport, scan, stream
 from rmdata.dataset_dir import DATA_DIR, check_replaceable, read_marker, save_arrow_copy, write_marker
 from rmdata.distributed import World, agree, init_distributed, launch_ranks
@@ -36,7 +34,6 @@ from rmdata.io import write_jsonl
 from rmdata.model.loading import ScoringModel, load_scoring_model
 from rmdata.score.blocks import BlockScorer
 from rmdata.score.config import ScoreConfig
-from rmdata.score.dedup import SharedScores
 from rmdata.score.engine import resolve_batch_tokens, resolve_layout
 from rmdata.score.output import scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
@@ -74,8 +71,7 @@ class _Run:
     batch_tokens: int
     out: Path
     manifest: Manifest
-    keys: np.ndarray  # uint64 content id of every valid row, in row order
-    shared: SharedScores
+    stamps: list[tuple[str, int, int]]  # (path, size, mtime_ns) of every input file the first pass read
 
     @property
     def expected(self) -> int:
@@ -163,7 +159,7 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
     if cfg.shard_rows < 1:
         raise RmdataError(f"shard_rows={cfg.shard_rows}: a shard needs at least one row")
     on_drop = drops.append if world.is_main else None
-    report = scan(cfg.inputs, on_error=cfg.on_error, on_drop=on_drop, row_keys=True)  # type: ignore[arg-type]
+    report = scan(cfg.inputs, on_error=cfg.on_error, on_drop=on_drop)  # type: ignore[arg-type]
     if report.kind != "corpus":
         raise RmdataError(
             f"{', '.join(cfg.inputs)} holds preference pairs; `rmdata score` scores single responses: evaluate "
@@ -179,13 +175,7 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
     identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
     resume = cfg.resume and read_marker(out) is not None
     manifest = Manifest.open(out, identity, resume=resume, rank=world.rank, world_size=world.world_size)
-    keys = report.row_keys if report.row_keys is not None else np.empty(0, dtype=np.uint64)
-    if len(keys) != report.valid_rows:
-        raise RmdataError(
-            f"the first pass saw {len(keys)} rows and counted {report.valid_rows}; this is a bug in rmdata"
-        )
-    shared = SharedScores.find(keys, cfg.shard_rows)
-    return _Run(cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, keys, shared)
+    return _Run(cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, _stamps(report))
 
 
 def _start_output(run: _Run) -> None:
@@ -215,25 +205,21 @@ def _score_owned(run: _Run, *, show_progress: bool) -> dict[str, Any]:
     done = {"scored": 0, "resumed": 0, "columns": []}
     digests: list[str] = []
     with ScoreProgress(owned_rows, label, enabled=show_progress) as progress:
-        scorer = BlockScorer(run.model, run.max_length, run.batch_tokens, run.layout, run.shared, manifest, progress)
+        scorer = BlockScorer(run.model, run.max_length, run.batch_tokens, run.layout, manifest, progress)
         for index, block in enumerate(blocks(stream(run.report, batch_rows=size), size)):
             ids = block["response_id"].to_list()
-            if not np.array_equal(id_keys(ids), run.keys[index * size : index * size + len(ids)]):
-                raise RmdataError(
-                    f"{', '.join(cfg.inputs)}: rows {index * size}..{index * size + len(ids) - 1} differ from the "
-                    "first read; the input changed while rmdata read it: run again once it is complete"
-                )
             digest = content_digest(ids)
             digests.append(digest)
-            if rank_of(index, world.world_size) != world.rank:
-                continue
-            entry = manifest.committed(index, digest)
+            entry = manifest.committed(index, digest) if rank_of(index, world.world_size) == world.rank else None
             if entry is not None:
                 done["resumed"] += entry["rows"]
                 progress.skip(entry["rows"])
+            if rank_of(index, world.world_size) != world.rank or entry is not None:
+                scorer.skip(index, ids)
                 continue
             counts, (rewards, num_tokens, truncated) = scorer.score(index, block, ids, digests)
             frame = scored_frame(block, rewards, num_tokens, truncated, run.model.fingerprint)
+            _check_unchanged(run)
             manifest.commit(index, frame, {"digest": digest, **counts})
             done["scored"] += counts["scored"]
             done["columns"] = frame.columns
@@ -264,6 +250,22 @@ def _finish(run: _Run, stats: list[dict[str, Any]]) -> dict[str, int]:
     if run.cfg.save_to_disk:
         save_arrow_copy(run.out, Path(run.cfg.save_to_disk))
     return totals
+
+
+def _stamps(report: ScanReport) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every file the first pass read."""
+    files = [Path(f) for info in report.inputs for f in info.files]
+    return [(str(f), (st := f.stat()).st_size, st.st_mtime_ns) for f in files]
+
+
+def _check_unchanged(run: _Run) -> None:
+    """Refuse to commit rows of an input that changed since the first pass validated it."""
+    if _stamps(run.report) != run.stamps:
+        raise RmdataError(
+            f"{', '.join(run.cfg.inputs)}: changed while rmdata read it (a file's size or modification time differs "
+            "from the first pass); the shards committed so far are kept: run the same command again once it is "
+            "complete"
+        )
 
 
 def _create_marked(out: Path, fingerprint: str) -> None:

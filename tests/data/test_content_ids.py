@@ -1,16 +1,13 @@
-"""Content ids: the canonical prompt JSON is json's compact form whatever the text, and pass 1's 64-bit keys
-are the ids the streamed rows carry."""
+"""Content ids: the canonical prompt JSON is json's compact form whatever the text."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
-import numpy as np
 import pytest
 
-from rmdata.data.row_keys import RowKeys, id_keys
-from rmdata.data.schema import canonical_json, prompt_id, response_id
+from rmdata.data.schema import canonical_json, prompt_id
 
 TRICKY = ["", "plain", 'quote " and \\ backslash', "\n\r\t\b\f", "\x00\x01\x1f\x7f", "é ü 中文", "\u2028\u2029",
           "\U0001f600 astral", "</script>", "\ufeff bom", "\uffff"]  # fmt: skip
@@ -37,16 +34,3 @@ def test_prompt_id_is_the_documented_hash() -> None:
 def test_a_lone_surrogate_fails_as_it_always_did() -> None:
     with pytest.raises(UnicodeEncodeError):
         prompt_id([{"role": "user", "content": "\ud800"}])
-
-
-def test_row_keys_are_the_response_ids() -> None:
-    rows = [
-        {"prompt": [{"role": "user", "content": f"p{i % 3}"}], "response": f"r{i}", "source": "x"} for i in range(10)
-    ]
-    keys = RowKeys()
-    keys.add(rows[:4])
-    keys.add([])
-    keys.add(rows[4:])
-    expected = id_keys([response_id(prompt_id(r["prompt"]), r["response"]) for r in rows])
-    assert np.array_equal(keys.keys(), expected)
-    assert id_keys(["ffffffffffffffff"]).tolist() == [2**64 - 1]

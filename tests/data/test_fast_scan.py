@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 import rmdata.data.jsonl as jsonl
@@ -20,7 +19,6 @@ from rmdata.data.drops import Drop
 from rmdata.data.formats import FORMATS
 from rmdata.data.inputs import resolve_input
 from rmdata.data.readers import iter_batches
-from rmdata.data.row_keys import id_keys
 from rmdata.data.rules import Problems
 from rmdata.data.stream import scan, stream
 from rmdata.errors import RmdataError
@@ -162,7 +160,7 @@ def test_worker_processes_give_what_one_process_gives(
     def run(count: str) -> tuple[Any, list[Drop]]:
         monkeypatch.setenv(workers.WORKERS_ENV, count)
         dropped: list[Drop] = []
-        return scan([path], on_error="skip", on_drop=dropped.append, batch_size=64, row_keys=True), dropped
+        return scan([path], on_error="skip", on_drop=dropped.append, batch_size=64), dropped
 
     (one, one_drops), (two, two_drops) = run("1"), run("2")
     assert workers.scan_workers(two.inputs[0], per_row=False) == 2
@@ -176,9 +174,6 @@ def test_worker_processes_give_what_one_process_gives(
     assert two.carried["tag"] == JSON_TEXT  # numbers in some spans, strings in others
     frames = [list(stream(r)) for r in (one, two)]
     assert all(a.equals(b) for a, b in zip(*frames, strict=True))
-    streamed_ids = id_keys([i for frame in frames[0] for i in frame["response_id"].to_list()])
-    for report in (one, two):  # content ids computed in the workers, merged in row order
-        assert report.row_keys is not None and np.array_equal(report.row_keys, streamed_ids)
     with pytest.raises(
         RmdataError, match=rf"{len(bad)} of {records} records are invalid .*\n  {re.escape(str(path))}:6: "
     ):

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 import rmdata.score.blocks
-from rmdata.data.row_keys import id_keys
+from rmdata.errors import RmdataError
 from rmdata.score.config import ScoreConfig
-from rmdata.score.dedup import SharedScores
+from rmdata.score.dedup import SeenIds, Values, id_keys
 from rmdata.score.run import score
 from rmdata.score.shards import Manifest
 from tests.score.conftest import CROSS_BLOCK_COPIES, dup_rows, write_corpus
@@ -25,15 +25,42 @@ class Stopped(BaseException):
     """Stands in for a kill: not an Exception, so nothing on the way catches it."""
 
 
-def test_shared_scores_find_the_docstring_example() -> None:
-    """keys 7 5 7 5 9 7 in blocks 0 0 1 1 2 2: 5 (home 0) and 7 (home 0) are shared; 9 stays in block 2."""
-    shared = SharedScores.find(np.array([7, 5, 7, 5, 9, 7], dtype=np.uint64), 2)
-    assert shared.ids.tolist() == [5, 7] and shared.home.tolist() == [0, 0] and shared.unique == 3
-    assert shared.slots(np.array([9, 7, 5, 4, 10], dtype=np.uint64)).tolist() == [-1, 1, 0, -1, -1]
-    later = SharedScores.find(np.array([1, 2, 3, 1, 4, 3, 3], dtype=np.uint64), 3)  # blocks 0 0 0 1 1 1 2
-    assert later.ids.tolist() == [1, 3] and later.home.tolist() == [0, 0]
-    assert SharedScores.find(np.array([1, 2, 2, 3], dtype=np.uint64), 4).ids.tolist() == []  # one block
+def test_seen_ids_the_docstring_example() -> None:
+    """Blocks [7, 5] then [7, 9]: 7 is a copy homed in block 0, 9 is new."""
+    seen = SeenIds()
+    seen.add(np.array([7, 5], dtype=np.uint64), 0, Values(np.array([0.5, -1.0], np.float32), np.array([3, 4], np.int32),
+                                                         np.array([False, True])))  # fmt: skip
+    assert seen.homes(np.array([7, 9], dtype=np.uint64)).tolist() == [0, -1]
+    seen.add(np.array([9], dtype=np.uint64), 1)  # scored elsewhere: values unknown
+    assert seen.known(np.array([5, 9, 4], dtype=np.uint64)).tolist() == [True, False, False]
+    got = seen.values(np.array([5, 7], dtype=np.uint64))
+    assert got.reward.tolist() == [-1.0, 0.5] and got.num_tokens.tolist() == [4, 3]
+    assert got.truncated.tolist() == [True, False]
+    seen.fill(np.array([9, 7], dtype=np.uint64), Values(np.array([2.0, 9.0], np.float32), np.array([8, 9], np.int32),
+                                                       np.array([False, False])), block=1)  # fmt: skip
+    assert seen.values(np.array([9, 7], dtype=np.uint64)).reward.tolist() == [2.0, 0.5]  # 7's home is 0: kept
+    assert seen.known(np.array([9], dtype=np.uint64)).tolist() == [True]
     assert id_keys(["ffffffffffffffff", "0000000000000001"]).tolist() == [2**64 - 1, 1]
+
+
+def test_seen_ids_against_a_dict_over_many_merges() -> None:
+    """Random blocks of ids (with repeats across blocks) through the merged runs: every lookup agrees with a
+    plain dict of first occurrences, and the runs stay few (merged as they grow)."""
+    rng = np.random.default_rng(0)
+    seen, reference = SeenIds(), {}
+    for block in range(300):
+        keys = np.unique(rng.integers(0, 20_000, size=int(rng.integers(1, 120)), dtype=np.uint64))
+        rng.shuffle(keys)
+        homes = seen.homes(keys)
+        assert homes.tolist() == [reference.get(int(k), -1) for k in keys]
+        new = keys[homes < 0]
+        seen.add(new, block, Values(new.astype(np.float32), (new % 1000).astype(np.int32), new % 2 == 0))
+        reference.update({int(k): block for k in new})
+        assert len(seen._runs) <= 2 + int(np.log2(max(len(seen), 1)))
+    probe = np.arange(20_000, dtype=np.uint64)
+    assert seen.homes(probe).tolist() == [reference.get(k, -1) for k in range(20_000)]
+    hit = probe[seen.homes(probe) >= 0]
+    assert np.array_equal(seen.values(hit).reward, hit.astype(np.float32)) and len(seen) == len(reference)
 
 
 def expected_counts(rows: list[dict[str, object]]) -> dict[str, int]:
@@ -122,3 +149,29 @@ def test_a_resumed_run_with_cross_block_copies_equals_an_uninterrupted_one(
     )
     assert sum(calls) == new_after_block_1
     assert resumed.equals(reference)  # every column, rewards bit for bit
+
+
+def test_an_input_changed_after_the_first_pass_stops_before_its_next_commit(
+    hf_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line appended once block 0 is committed: block 1 is not committed, block 0's shard stays, and the same
+    command on the restored file resumes from it and gives the uninterrupted run's rows."""
+    rows = dup_rows()
+    source = write_corpus(tmp_path / "in.jsonl", rows)
+    _, reference = run(source, hf_model_dir, tmp_path / "reference")
+    real_commit = Manifest.commit
+
+    def commit_then_append(self: Manifest, *args: object, **kwargs: object) -> None:
+        real_commit(self, *args, **kwargs)  # type: ignore[arg-type]
+        with source.open("a", encoding="utf-8") as extra:
+            extra.write(json.dumps(rows[0]) + "\n")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(Manifest, "commit", commit_then_append)
+        with pytest.raises(RmdataError, match=r"in\.jsonl: changed while rmdata read it .*run the same command again"):
+            run(source, hf_model_dir, out)
+    assert len(list((out / "data").glob("*.parquet"))) == 1
+    write_corpus(source, rows)
+    manifest, resumed = run(source, hf_model_dir, out)
+    assert manifest["resumed_rows"] == SHARD_ROWS and resumed.equals(reference)
