@@ -101,6 +101,7 @@ def train(
     from rmdata.train.runs import run_dir_for
 
     run = run_dir_for(resolved, output_dir)
+    _quiet_transformers()
     result = run_training(resolved, run, resume=resume, overwrite=overwrite)
     from rmdata.distributed import is_main_process  # parallel: under torchrun only rank 0 prints
 

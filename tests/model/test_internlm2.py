@@ -390,6 +390,7 @@ def test_rmdata_train_on_an_internlm2_dir_exports_plain_llama(tmp_path: Path) ->
     args += ["--set", "train.max_steps=3", "--set", "train.eval_steps=0", "--output-dir", str(tmp_path / "run")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "Writing model shards" not in result.output and "Loading weights" not in result.output  # no HF bars
     final = tmp_path / "run" / "final"
     config = json.loads((final / "config.json").read_text())
     assert config["architectures"] == ["LlamaForSequenceClassification"] and "auto_map" not in config
