@@ -117,10 +117,12 @@ def run_filter(
         _refuse_empty(summary, "rows")
     rows = kept.height
     with atomic_directory(output, overwrite=True) as tmp:
-        plot_paths = plots.draw_all(tmp, kept, dropped)
+        plot_data = plots.plot_data(kept, dropped)
         decisions = kept.select(ROW, "score", "rank")
         del kept, dropped, judged  # the texts are read back next: free the decision frames first
-        shards = write_sft(table, decisions, tmp)
+        with plots.drawing_in_background(tmp, plot_data) as drawing:
+            shards = write_sft(table, decisions, tmp)
+        plot_paths = drawing.result()
         usage = "# TRL: trl.SFTTrainer(model=..., train_dataset=ds)  (conversational 'messages' column)"
         write_text_atomic(
             tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards)
@@ -158,11 +160,13 @@ def run_build_dpo(
         _refuse_empty(summary, "pairs")
     rows = pairs.height
     with atomic_directory(output, overwrite=True) as tmp:
-        plot_paths = plots.draw_all(tmp, used, dropped, margins=pairs.get_column("margin"), margin=rules.margin,
+        plot_data = plots.plot_data(used, dropped, margins=pairs.get_column("margin"), margin=rules.margin,
                                     kept_label="in a pair")  # fmt: skip
         pairs = pairs.select("chosen_row", "rejected_row", "chosen_score", "rejected_score", "margin")
         del ranked, used, unused, dropped, judged, pair_drops  # free the decision frames before reading texts
-        shards = write_dpo(table, pairs, tmp)
+        with plots.drawing_in_background(tmp, plot_data) as drawing:
+            shards = write_dpo(table, pairs, tmp)
+        plot_paths = drawing.result()
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
         write_text_atomic(
             tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards)
