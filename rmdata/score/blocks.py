@@ -79,11 +79,12 @@ class BlockScorer:
         if copied.any():
             for home_block in np.unique(home[copied]).tolist():
                 self._read_home(home_block, digests[home_block])
-            if not self.seen.known(keys[copied]).all():
+            known, home_values = self.seen.values(keys[copied])
+            if not known.all():
                 raise RmdataError(
                     f"block {index}: a copied score is missing from its home shard; this is a bug in rmdata"
                 )
-            values.put(np.flatnonzero(copied), self.seen.values(keys[copied]))
+            values.put(np.flatnonzero(copied), home_values)
         self.seen.add(keys[new], index, values.take(new))
         self.homes_known.add(index)
         counts = {

@@ -122,23 +122,17 @@ class SeenIds:
             run.values.put(where[rows], values.take(rows))
             run.known[where[rows]] = True
 
-    def known(self, keys: np.ndarray) -> np.ndarray:
-        """``[n]`` bool: the key was seen and its values are known."""
+    def values(self, keys: np.ndarray) -> tuple[np.ndarray, Values]:
+        """``(known, values)``: per key, whether it was seen with its values known, and those values (zeros where
+        not known)."""
         which, where = self._locate(keys)
         known = np.zeros(len(keys), dtype=bool)
-        for n, run in enumerate(self._runs):
-            hit = which == n
-            known[hit] = run.known[where[hit]]
-        return known
-
-    def values(self, keys: np.ndarray) -> Values:
-        """The values of seen keys (check :meth:`known` first: unknown values read as zeros)."""
-        which, where = self._locate(keys)
         out = Values.empty(len(keys))
         for n, run in enumerate(self._runs):
             hit = np.flatnonzero(which == n)
+            known[hit] = run.known[where[hit]]
             out.put(hit, run.values.take(where[hit]))
-        return out
+        return known, out
 
     def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per key, ``(run, position)`` of its entry; run -1 for a key not seen (an id is in one run at most)."""

@@ -210,11 +210,12 @@ def _score_owned(run: _Run, *, show_progress: bool) -> dict[str, Any]:
             ids = block["response_id"].to_list()
             digest = content_digest(ids)
             digests.append(digest)
-            entry = manifest.committed(index, digest) if rank_of(index, world.world_size) == world.rank else None
+            owned = rank_of(index, world.world_size) == world.rank
+            entry = manifest.committed(index, digest) if owned else None
             if entry is not None:
                 done["resumed"] += entry["rows"]
                 progress.skip(entry["rows"])
-            if rank_of(index, world.world_size) != world.rank or entry is not None:
+            if not owned or entry is not None:
                 scorer.skip(index, ids)
                 continue
             counts, (rewards, num_tokens, truncated) = scorer.score(index, block, ids, digests)
@@ -259,12 +260,12 @@ def _stamps(report: ScanReport) -> list[tuple[str, int, int]]:
 
 
 def _check_unchanged(run: _Run) -> None:
-    """Refuse to commit rows of an input that changed since the first pass validated it."""
-    if _stamps(run.report) != run.stamps:
+    """Refuse to commit rows of an input that changed since the first pass validated it, naming the file."""
+    changed = [then[0] for now, then in zip(_stamps(run.report), run.stamps, strict=True) if now != then]
+    if changed:
         raise RmdataError(
-            f"{', '.join(run.cfg.inputs)}: changed while rmdata read it (a file's size or modification time differs "
-            "from the first pass); the shards committed so far are kept: run the same command again once it is "
-            "complete"
+            f"{changed[0]}: changed while rmdata read it (its size or modification time differs from the first "
+            "pass); the shards committed so far are kept: run the same command again once it is complete"
         )
 
 

@@ -32,14 +32,16 @@ def test_seen_ids_the_docstring_example() -> None:
                                                          np.array([False, True])))  # fmt: skip
     assert seen.homes(np.array([7, 9], dtype=np.uint64)).tolist() == [0, -1]
     seen.add(np.array([9], dtype=np.uint64), 1)  # scored elsewhere: values unknown
-    assert seen.known(np.array([5, 9, 4], dtype=np.uint64)).tolist() == [True, False, False]
-    got = seen.values(np.array([5, 7], dtype=np.uint64))
+    assert seen.values(np.array([5, 9, 4], dtype=np.uint64))[0].tolist() == [True, False, False]
+    known, got = seen.values(np.array([5, 7], dtype=np.uint64))
+    assert known.all()
     assert got.reward.tolist() == [-1.0, 0.5] and got.num_tokens.tolist() == [4, 3]
     assert got.truncated.tolist() == [True, False]
     seen.fill(np.array([9, 7], dtype=np.uint64), Values(np.array([2.0, 9.0], np.float32), np.array([8, 9], np.int32),
                                                        np.array([False, False])), block=1)  # fmt: skip
-    assert seen.values(np.array([9, 7], dtype=np.uint64)).reward.tolist() == [2.0, 0.5]  # 7's home is 0: kept
-    assert seen.known(np.array([9], dtype=np.uint64)).tolist() == [True]
+    known, got = seen.values(np.array([9, 7], dtype=np.uint64))
+    assert got.reward.tolist() == [2.0, 0.5]  # 7's home is 0: kept
+    assert known.tolist() == [True, True]
     assert id_keys(["ffffffffffffffff", "0000000000000001"]).tolist() == [2**64 - 1, 1]
 
 
@@ -60,7 +62,8 @@ def test_seen_ids_against_a_dict_over_many_merges() -> None:
     probe = np.arange(20_000, dtype=np.uint64)
     assert seen.homes(probe).tolist() == [reference.get(k, -1) for k in range(20_000)]
     hit = probe[seen.homes(probe) >= 0]
-    assert np.array_equal(seen.values(hit).reward, hit.astype(np.float32)) and len(seen) == len(reference)
+    known, got = seen.values(hit)
+    assert known.all() and np.array_equal(got.reward, hit.astype(np.float32)) and len(seen) == len(reference)
 
 
 def expected_counts(rows: list[dict[str, object]]) -> dict[str, int]:
