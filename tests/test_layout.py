@@ -60,6 +60,8 @@ def modules() -> list[Path]:
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_imports_run_from_a_stage_to_earlier_stages_only(path: Path) -> None:
     relative = path.relative_to(PACKAGE)
+    if relative.parts[0] in FREE_TO_IMPORT:  # the cli package sits above every stage
+        return
     package = ".".join(("rmdata", *relative.parent.parts))
     imported = rmdata_imports(path.read_text(encoding="utf-8"), package)
     if len(relative.parts) == 1:  # a top-level module

@@ -1,0 +1,98 @@
+"""`rmdata filter` and `rmdata build-dpo`: curation over score tables (rmdata.curate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rmdata.cli.app import app
+
+_SCORES_HELP = "rmdata score outputs or Parquet files with their columns (default: rmdata-out/scores)."
+_NORMALIZE_HELP = "Rescale rewards within each --by group before the rules: none, zscore or rank (to [0, 1])."
+_BY_HELP = "Column whose groups --normalize rescales separately (e.g. generator, source); default: the whole table."
+_PENALTY_HELP = "Rank by reward - L x num_tokens (tokens, not characters)."
+_REJECTS_HELP = "Also write the dropped rows with their reason: .parquet, .jsonl or .ndjson."
+
+
+def _loading_hint(kind: str, path: str) -> None:
+    typer.echo(f"load:  datasets.load_dataset({path!r}, split='train')")
+    if kind == "sft":
+        typer.echo("train: trl.SFTTrainer(model=..., train_dataset=that)  # conversational 'messages' column")
+    else:
+        typer.echo("train: trl.DPOTrainer(model=..., train_dataset=that, processing_class=tokenizer)"
+                   "  # conversational prompt/chosen/rejected")  # fmt: skip
+
+
+@app.command("filter")
+def filter_command(
+    inputs: Annotated[list[Path] | None, typer.Argument(show_default=False, help=_SCORES_HELP)] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Keep the N best responses of each prompt.")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="Keep the best fraction F (0-1] of all rows.")] = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", help="Keep rows scoring at least X.")] = None,
+    normalize: Annotated[str, typer.Option("--normalize", help=_NORMALIZE_HELP)] = "none",
+    by: Annotated[str | None, typer.Option("--by", help=_BY_HELP)] = None,
+    length_penalty: Annotated[float, typer.Option("--length-penalty", help=_PENALTY_HELP)] = 0.0,
+    min_responses: Annotated[
+        int, typer.Option("--min-responses", help="Drop prompts with fewer distinct responses than N first.")
+    ] = 1,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/sft"),
+    rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
+) -> None:
+    """Select SFT data: the best responses per prompt (rules combine: all must hold), as `messages` rows.
+
+    Ties break by reward (score), then response_id. Writes a Hub-layout dataset (Parquet shards, card,
+    plots) and prints what was kept and dropped, by reason.
+    """
+    from rmdata.curate.ranking import ScoreOptions
+    from rmdata.curate.rules import FilterRules
+    from rmdata.curate.run import display, run_filter
+
+    rules = FilterRules(top_k=top_k, top_p=top_p, min_score=min_score, min_responses=min_responses)
+    result = run_filter(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
+    where = display(result.output)
+    typer.echo(f"sft: {where}  ({result.rows:,} rows; card {where}/README.md, plots {where}/plots/)")
+    if result.rejects is not None:
+        typer.echo(f"rejects: {display(result.rejects)}  ({result.summary['rows_dropped']:,} rows)")
+    _loading_hint("sft", where)
+
+
+@app.command("build-dpo")
+def build_dpo_command(
+    inputs: Annotated[list[Path] | None, typer.Argument(show_default=False, help=_SCORES_HELP)] = None,
+    margin: Annotated[
+        float, typer.Option("--margin", help="Keep a pair when chosen score - rejected score >= M.")
+    ] = 0.0,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="best-vs-worst, best-vs-random, best-vs-all or all-pairs.")
+    ] = "best-vs-worst",
+    max_pairs_per_prompt: Annotated[
+        int | None, typer.Option("--max-pairs-per-prompt", help="Cap pairs per prompt, largest margins first.")
+    ] = None,
+    tie_epsilon: Annotated[
+        float, typer.Option("--tie-epsilon", help="Score gaps <= E are ties and never pairs.")
+    ] = 0.0,
+    normalize: Annotated[str, typer.Option("--normalize", help=_NORMALIZE_HELP)] = "none",
+    by: Annotated[str | None, typer.Option("--by", help=_BY_HELP)] = None,
+    length_penalty: Annotated[float, typer.Option("--length-penalty", help=_PENALTY_HELP)] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of best-vs-random's draw.")] = 0,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/dpo"),
+    rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
+) -> None:
+    """Build DPO pairs within each prompt, in TRL's conversational preference format.
+
+    Identical texts under one prompt are merged first; prompts with fewer than two distinct responses are
+    dropped and counted. Writes a Hub-layout dataset (Parquet shards, card, plots).
+    """
+    from rmdata.curate.pairs import PairRules
+    from rmdata.curate.ranking import ScoreOptions
+    from rmdata.curate.run import display, run_build_dpo
+
+    rules = PairRules(margin, strategy, max_pairs_per_prompt, tie_epsilon, seed)
+    result = run_build_dpo(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
+    where = display(result.output)
+    typer.echo(f"dpo: {where}  ({result.rows:,} pairs; card {where}/README.md, plots {where}/plots/)")
+    if result.rejects is not None:
+        typer.echo(f"rejects: {display(result.rejects)}  ({result.summary['rows_dropped']:,} rows)")
+    _loading_hint("dpo", where)
