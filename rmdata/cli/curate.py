@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rmdata.cli.app import app
+
+if TYPE_CHECKING:
+    from rmdata.curate.run import Result
 
 _SCORES_HELP = "rmdata score outputs or Parquet files with their columns (default: rmdata-out/scores)."
 _NORMALIZE_HELP = "Rescale rewards within each --by group before the rules: none, zscore or rank (to [0, 1])."
@@ -16,8 +19,15 @@ _PENALTY_HELP = "Rank by reward - L x num_tokens (tokens, not characters)."
 _REJECTS_HELP = "Also write the dropped rows with their reason: .parquet, .jsonl or .ndjson."
 
 
-def _loading_hint(kind: str, path: str) -> None:
-    typer.echo(f"load:  datasets.load_dataset({path!r}, split='train')")
+def _report(kind: str, unit: str, result: Result) -> None:
+    """Where the output landed, its rejects, and how to load and train on it."""
+    from rmdata.curate.run import display
+
+    where = display(result.output)
+    typer.echo(f"{kind}: {where}  ({result.rows:,} {unit}; card {where}/README.md, plots {where}/plots/)")
+    if result.rejects is not None:
+        typer.echo(f"rejects: {display(result.rejects)}  ({result.summary['rows_dropped']:,} rows)")
+    typer.echo(f"load:  datasets.load_dataset({where!r}, split='train')")
     if kind == "sft":
         typer.echo("train: trl.SFTTrainer(model=..., train_dataset=that)  # conversational 'messages' column")
     else:
@@ -47,15 +57,11 @@ def filter_command(
     """
     from rmdata.curate.ranking import ScoreOptions
     from rmdata.curate.rules import FilterRules
-    from rmdata.curate.run import display, run_filter
+    from rmdata.curate.run import run_filter
 
     rules = FilterRules(top_k=top_k, top_p=top_p, min_score=min_score, min_responses=min_responses)
     result = run_filter(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
-    where = display(result.output)
-    typer.echo(f"sft: {where}  ({result.rows:,} rows; card {where}/README.md, plots {where}/plots/)")
-    if result.rejects is not None:
-        typer.echo(f"rejects: {display(result.rejects)}  ({result.summary['rows_dropped']:,} rows)")
-    _loading_hint("sft", where)
+    _report("sft", "rows", result)
 
 
 @app.command("build-dpo")
@@ -87,12 +93,8 @@ def build_dpo_command(
     """
     from rmdata.curate.pairs import PairRules
     from rmdata.curate.ranking import ScoreOptions
-    from rmdata.curate.run import display, run_build_dpo
+    from rmdata.curate.run import run_build_dpo
 
     rules = PairRules(margin, strategy, max_pairs_per_prompt, tie_epsilon, seed)
     result = run_build_dpo(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
-    where = display(result.output)
-    typer.echo(f"dpo: {where}  ({result.rows:,} pairs; card {where}/README.md, plots {where}/plots/)")
-    if result.rejects is not None:
-        typer.echo(f"rejects: {display(result.rejects)}  ({result.summary['rows_dropped']:,} rows)")
-    _loading_hint("dpo", where)
+    _report("dpo", "pairs", result)
