@@ -17,7 +17,10 @@ Dataset layout (what ``datasets.load_dataset(DIR)`` and ``polars.scan_parquet(DI
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,41 @@ def check_replaceable(path: Path, kinds: Sequence[str], *, flag: str = "--overwr
         raise RmdataError(
             f"{path} is an rmdata {marker['kind']} directory, not {' or '.join(kinds)}; choose another output directory"
         )
+
+
+@contextmanager
+def atomic_directory(out: Path, *, overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
+    """Yield a fresh directory beside ``out``; on success it replaces ``out``, on error it is removed.
+
+    With ``kind`` the new directory carries rmdata's output marker (see the module docstring), and
+    ``overwrite`` replaces only an empty directory or an rmdata output of that kind (without ``kind``: of
+    any kind): a directory of the user's files is refused with the fix, never deleted. ``out`` naming a file
+    is always refused.
+    """
+    if out.is_file() or (out.is_symlink() and not out.is_dir()):
+        raise RmdataError(f"{out} exists and is a file, not a directory; choose another output directory")
+    if out.exists() and not overwrite:
+        raise RmdataError(f"{out} already exists; choose another directory or remove it first")
+    if out.exists():
+        marker = read_marker(out)
+        check_replaceable(out, [kind] if kind is not None else [marker["kind"]] if marker else [])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if kind is not None:
+            write_marker(tmp, kind)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def shard_path(directory: Path, index: int) -> Path:
@@ -127,7 +165,5 @@ def save_arrow_copy(directory: Path, out: Path) -> None:
     dataset.save_to_disk(str(tmp))
     write_marker(tmp, "arrow", source=str(directory))
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     tmp.rename(out)

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rmdata.errors import RmdataError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -39,43 +36,6 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def atomic_directory(out: Path, *, overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
-    """Yield a fresh directory beside ``out``; on success it replaces ``out``, on error it is removed.
-
-    With ``kind`` the new directory carries rmdata's output marker (see :mod:`rmdata.dataset_dir`), and
-    ``overwrite`` replaces only an empty directory or an rmdata output of that kind (without ``kind``: of
-    any kind): a directory of the user's files is refused with the fix, never deleted. ``out`` naming a file
-    is always refused.
-    """
-    from rmdata.dataset_dir import check_replaceable, read_marker, write_marker
-
-    if out.is_file() or (out.is_symlink() and not out.is_dir()):
-        raise RmdataError(f"{out} exists and is a file, not a directory; choose another output directory")
-    if out.exists() and not overwrite:
-        raise RmdataError(f"{out} already exists; choose another directory or remove it first")
-    if out.exists():
-        marker = read_marker(out)
-        check_replaceable(out, [kind] if kind is not None else [marker["kind"]] if marker else [])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if kind is not None:
-            write_marker(tmp, kind)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

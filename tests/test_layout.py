@@ -1,5 +1,6 @@
-"""The package layout: one package per pipeline stage, imports from a stage to earlier stages only, and the
-light entry points (the data stage, the packer, ``rmdata --help``) free of heavy libraries.
+"""The package layout: one package per pipeline stage, imports from a stage to earlier stages only, no module
+importing itself through others (no import cycle), and the light entry points (the data stage, the packer,
+``rmdata --help``) free of heavy libraries.
 
 Imports are read with ``ast`` from the source (function-level imports included), so a lazy import of a
 later stage counts as much as one at the top of a module.
@@ -83,6 +84,79 @@ def test_the_import_reader_sees_lazy_and_relative_imports() -> None:
     source = "import os\ndef f():\n    from rmdata.train.loop import train\n    from ..model import tiny\n"
     found = rmdata_imports(source, "rmdata.tokens")
     assert found == {"rmdata.train.loop", "rmdata.train.loop.train", "rmdata.model", "rmdata.model.tiny"}
+
+
+def module_name(path: Path) -> str:
+    """``rmdata/data/hub.py`` -> ``rmdata.data.hub``; a package's ``__init__.py`` is the package."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(sources: dict[str, tuple[str, str]]) -> dict[str, set[str]]:
+    """Module -> the modules of ``sources`` it imports anywhere in it (type-checking and function-level imports
+    included); ``sources`` maps each module name to (the package its relative imports start from, its source)."""
+    graph: dict[str, set[str]] = {}
+    for name, (package, source) in sources.items():
+        graph[name] = {m for m in rmdata_imports(source, package) if m in sources and m != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (``[a, b, ..., a]``) per import that leads back to a module still being walked (depth first)."""
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}  # "open" while its imports are walked, then "done"
+    path: list[str] = []
+
+    def walk(module: str) -> None:
+        state[module] = "open"
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                walk(target)
+        path.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module)
+    return cycles
+
+
+def rmdata_sources() -> dict[str, tuple[str, str]]:
+    sources = {}
+    for path in modules():
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        sources[name] = (package, path.read_text(encoding="utf-8"))
+    return sources
+
+
+def as_file(module: str) -> str:
+    path = PACKAGE.parent / Path(*module.split("."))
+    return str((path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).relative_to(PACKAGE.parent))
+
+
+def test_no_import_cycles() -> None:
+    cycles = import_cycles(import_graph(rmdata_sources()))
+    named = ["\n  " + " -> ".join(as_file(m) for m in cycle) for cycle in cycles]
+    assert cycles == [], "import cycles (move the shared piece to the module that owns it):" + "".join(named)
+
+
+def test_the_cycle_finder_sees_relative_and_package_imports() -> None:
+    """It must be able to fail: a three-module loop through a relative import, a function-level import and
+    ``from pkg import module`` is found, and the same modules importing one way only are not a cycle."""
+    sources = {
+        "rmdata.model": ("rmdata.model", ""),
+        "rmdata.model.a": ("rmdata.model", "from .b import f\n"),
+        "rmdata.model.b": ("rmdata.model", "def f():\n    from rmdata.model import c\n"),
+        "rmdata.model.c": ("rmdata.model", "import rmdata.model.a\n"),
+    }
+    loop = ["rmdata.model.a", "rmdata.model.b", "rmdata.model.c", "rmdata.model.a"]
+    assert import_cycles(import_graph(sources)) == [loop]
+    sources["rmdata.model.c"] = ("rmdata.model", "import os\n")
+    assert import_cycles(import_graph(sources)) == []
 
 
 def imported_after(code: str) -> set[str]:

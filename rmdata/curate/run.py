@@ -2,7 +2,7 @@
 
 Both: check every option against the score table before reading it, decide on the narrow frame, print
 the summary, refuse an empty result, then write the dataset directory beside its final place and rename
-it in (``io.atomic_directory``), so no half-written output is ever left behind.
+it in (``dataset_dir.atomic_directory``), so no half-written output is ever left behind.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from rmdata.curate.ranking import REASON, ScoreOptions, prepare
 from rmdata.curate.rules import FilterRules, apply_rules
 from rmdata.curate.source import ROW, open_scores
 from rmdata.curate.write import check_rejects_path, display, write_dpo, write_manifest, write_rejects, write_sft
-from rmdata.dataset_dir import check_replaceable, dataset_card, write_marker
+from rmdata.dataset_dir import atomic_directory, check_replaceable, dataset_card, write_marker
 from rmdata.errors import RmdataError
-from rmdata.io import atomic_directory, write_text_atomic
+from rmdata.io import write_text_atomic
 
 LOOSEN = {
     "below_min_score": "lower --min-score",

@@ -9,14 +9,24 @@ with ``HF_HUB_OFFLINE=1`` a dataset that is not cached is a one-line error sayin
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from rmdata.data.inputs import HubRef, InputInfo, pick_split
 from rmdata.errors import RmdataError
 
 
-def resolve_hub_id(text: str, ref: HubRef) -> InputInfo:
-    """Open the dataset (from the cache when there) and pick its split; the rows are read later, batch by batch."""
+@dataclass(frozen=True)
+class HubRef:
+    """A Hugging Face Hub dataset id: ``org/name``, optional ``:split`` and ``@revision`` (either order)."""
+
+    repo: str
+    split: str | None = None
+    revision: str | None = None
+
+
+def open_hub_dataset(text: str, ref: HubRef) -> Any:
+    """The ``datasets.Dataset`` (a split was given, or the id has one) or ``DatasetDict`` for ``ref``, opened from
+    the cache when there; the rows are read later, batch by batch. ``text`` is the id as the user wrote it."""
     try:
         import datasets
     except ImportError as err:  # pragma: no cover - datasets is a dependency
@@ -25,11 +35,7 @@ def resolve_hub_id(text: str, ref: HubRef) -> InputInfo:
         loaded: Any = datasets.load_dataset(ref.repo, split=ref.split, revision=ref.revision)
     except Exception as err:  # datasets raises many types here (ConnectionError, FileNotFoundError, ValueError, ...)
         raise RmdataError(_why(text, ref, err)) from err
-    if isinstance(loaded, datasets.DatasetDict):
-        splits = list(loaded)
-        split = pick_split(text, splits)
-        return InputInfo(text, "hub-id", [], split, sorted(splits), dataset=loaded[split])
-    return InputInfo(text, "hub-id", [], ref.split, [], dataset=loaded)
+    return loaded
 
 
 def _why(text: str, ref: HubRef, err: Exception) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmdata.data.hub import HubRef, open_hub_dataset
 from rmdata.errors import RmdataError
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -102,9 +103,7 @@ def resolve_input(path: str) -> InputInfo:
     if not p.exists():
         ref = parse_hub_id(path)
         if ref is not None:
-            from rmdata.data.hub import resolve_hub_id
-
-            return resolve_hub_id(path, ref)
+            return _resolve_hub_id(path, ref)
         raise RmdataError(f"{path}: no such file or directory")
     if p.is_file():
         file_kind(path)
@@ -152,15 +151,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 _HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?P<rest>(?:[:@][^:@\s]+){0,2})$")
-
-
-@dataclass(frozen=True)
-class HubRef:
-    """A Hugging Face Hub dataset id: ``org/name``, optional ``:split`` and ``@revision`` (either order)."""
-
-    repo: str
-    split: str | None = None
-    revision: str | None = None
 
 
 def parse_hub_id(text: str) -> HubRef | None:
@@ -215,3 +205,12 @@ def _resolve_hub_dir(p: Path) -> InputInfo:
         raise RmdataError(f"{p}: directory holds no data files (.jsonl, .json, .parquet, .csv) and no saved dataset")
     split = pick_split(str(p), list(by_split))
     return InputInfo(str(p), "hub", by_split[split], split, sorted(by_split))
+
+
+def _resolve_hub_id(text: str, ref: HubRef) -> InputInfo:
+    loaded = open_hub_dataset(text, ref)
+    if isinstance(loaded, dict):  # a DatasetDict (a dict of splits): the id named no split
+        splits = list(loaded)
+        split = pick_split(text, splits)
+        return InputInfo(text, "hub-id", [], split, sorted(splits), dataset=loaded[split])
+    return InputInfo(text, "hub-id", [], ref.split, [], dataset=loaded)

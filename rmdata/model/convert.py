@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from rmdata.dataset_dir import atomic_directory
 from rmdata.errors import RmdataError
-from rmdata.io import atomic_directory
 
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rmdata.dataset_dir import atomic_directory
 from rmdata.errors import RmdataError
-from rmdata.io import atomic_directory
 from rmdata.model.attention import choose_attention
 from rmdata.model.reward_model import BuiltModel, RewardModel, built
 
@@ -98,7 +98,8 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
     """Load an export back into rmdata: the same trunk and head, so the same scores."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rmdata.model.internlm2 import is_internlm2, load_internlm2_reward  # InternLM2 hook: no remote code
+    from rmdata.model.internlm2 import is_internlm2  # InternLM2 hook: no remote code
+    from rmdata.model.internlm2_reward import load_internlm2_reward
     from rmdata.tokens.reward_token import RewardToken
 
     path = Path(path)

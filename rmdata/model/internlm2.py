@@ -31,8 +31,6 @@ from rmdata.model.internlm2_weights import load_state
 if TYPE_CHECKING:
     from transformers import LlamaConfig, PreTrainedModel, PreTrainedTokenizerFast
 
-    from rmdata.model.reward_model import BuiltModel
-
 ARCHITECTURES = ("InternLM2ForRewardModel", "InternLM2ForCausalLM", "InternLM2Model")
 
 
@@ -146,45 +144,6 @@ def load_trunk(
     trunk.load_state_dict(state, strict=True, assign=True)
     trunk.rotary_emb = LlamaRotaryEmbedding(config).to(device)  # its buffers are not in the state dict
     return trunk.eval(), v_head
-
-
-def load_internlm2_reward(
-    path: str | Path,
-    *,
-    device: torch.device | str = "cpu",
-    dtype: str | torch.dtype = "auto",
-    attention: str = "auto",
-) -> BuiltModel:
-    """An InternLM2-Reward directory as an rmdata reward model: Llama trunk, ``v_head`` as value head,
-    ``reward_token_id`` from ``config.json``, tokenizer from ``tokenizer.model``; in eval mode.
-
-    ``dtype``: a torch dtype, or ``auto`` (bfloat16 on CUDA, float32 on CPU) / ``float32`` / ``bfloat16``.
-    """
-    from rmdata.model.attention import choose_attention
-    from rmdata.model.internlm2_tokenizer import load_internlm2_tokenizer
-    from rmdata.model.reward_model import RewardModel, built, compute_dtype
-    from rmdata.tokens.reward_token import RewardToken
-
-    path = local_dir(path) or Path(path)
-    raw = read_config(path) or {}
-    token_id = raw.get("reward_token_id")
-    if token_id is None:
-        raise RmdataError(
-            f"{path}/config.json has no reward_token_id: it is an InternLM2 backbone, not a reward model; train "
-            f"one with `rmdata train --set model.name_or_path={path}`"
-        )
-    device = torch.device(device)
-    compute = dtype if isinstance(dtype, torch.dtype) else compute_dtype(dtype, device)
-    trunk, v_head = load_trunk(path, dtype=compute, device=device)
-    if v_head is None:
-        raise RmdataError(f"{path}: config.json has reward_token_id={token_id} but the weights have no v_head.weight")
-    tokenizer = load_internlm2_tokenizer(path)
-    text = str(tokenizer.convert_ids_to_tokens(int(token_id)))
-    token = RewardToken(int(token_id), text, f"{path}/config.json reward_token_id")
-    model = RewardModel(trunk, token, choose_attention(attention, device, compute), export_dtype=compute)
-    with torch.no_grad():
-        model.value_head.weight.copy_(v_head)
-    return built(model.eval(), tokenizer)
 
 
 def internlm2_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast | None:

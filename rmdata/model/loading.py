@@ -227,7 +227,7 @@ def _load_internlm2_reward(
     path: Path, config: dict[str, Any], device: torch.device, dtype: torch.dtype, trust_remote_code: bool
 ) -> ScoringModel:
     """An InternLM2-Reward directory through rmdata's Llama mapping (``rmdata.model.internlm2``)."""
-    from rmdata.model.internlm2 import load_internlm2_reward
+    from rmdata.model.internlm2_reward import load_internlm2_reward
 
     built = load_internlm2_reward(path, device=device, dtype=dtype)
     model = built.model

@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -31,11 +31,16 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from rmdata.config import ModelConfig
-    from rmdata.model.sequence_parallel import SequenceParallel
     from rmdata.tokens.batching import PackedBatch
     from rmdata.tokens.reward_token import RewardToken
 
 log = logger()
+
+
+class SplitRow(Protocol):
+    """Scores a packed row from this rank's chunk of it (Ulysses): ``rmdata.model.sequence_parallel`` sets one."""
+
+    def forward(self, model: RewardModel, batch: PackedBatch) -> torch.Tensor: ...
 
 
 class RewardModel(nn.Module):
@@ -75,7 +80,7 @@ class RewardModel(nn.Module):
         device = embeddings.weight.device
         self.value_head = nn.Linear(hidden, 1, bias=False, device=device, dtype=torch.float32)
         nn.init.zeros_(self.value_head.weight)
-        self.sequence_parallel: SequenceParallel | None = None  # set by rmdata.model.sequence_parallel
+        self.sequence_parallel: SplitRow | None = None  # set by rmdata.model.sequence_parallel
 
     def forward(self, batch: PackedBatch) -> torch.Tensor:
         """Scores ``[n]`` (float32) of the ``n`` sequences of one packed row ``[1, T]``."""

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rmdata.dataset_dir import atomic_directory
 from rmdata.errors import RmdataError
-from rmdata.io import atomic_directory
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 FILES = ("trainable.pt", "optimizer.pt", "rng.pt", "rng.json", "state.json")

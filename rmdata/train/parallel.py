@@ -161,7 +161,7 @@ class Parallel:
         params = get_model_state_dict(model, options=options)
         optim = get_optimizer_state_dict(model, optimizer, options=options)
         if self.is_main:
-            from rmdata.io import atomic_directory
+            from rmdata.dataset_dir import atomic_directory
 
             with atomic_directory(root / f"step-{step}", overwrite=True) as tmp:
                 torch.save({n: v for n, v in params.items() if n in trainable}, tmp / "trainable.pt")

@@ -16,9 +16,9 @@ import torch
 
 from rmdata.config import dump_recipe, load_recipe
 from rmdata.data.drops import INVALID_RECORD, Drop
-from rmdata.dataset_dir import write_marker
+from rmdata.dataset_dir import atomic_directory, write_marker
 from rmdata.errors import RmdataError
-from rmdata.io import atomic_directory, write_rejects
+from rmdata.io import write_rejects
 from rmdata.train.checkpoint import FILES, load_checkpoint, save_checkpoint
 from rmdata.train.runs import RunDir, is_run_dir, point_latest
 from tests.helpers import write_pairs

@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from rmdata.errors import RmdataError
 from rmdata.model.export import load_reward_model, save_reward_model
-from rmdata.model.internlm2 import llama_config, load_internlm2_reward, read_config
+from rmdata.model.internlm2 import llama_config, read_config
+from rmdata.model.internlm2_reward import load_internlm2_reward
 from rmdata.model.internlm2_tokenizer import load_internlm2_tokenizer
 from rmdata.tokens.batching import pack_sequences
 from tests.internlm2_helpers import (
