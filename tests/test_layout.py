@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rmdata"
-STAGES = ("data", "tokens", "model", "train", "score", "curate")  # the order data flows through them
+STAGES = ("data", "tokens", "model", "train", "score", "curate", "serve")  # the order data flows through them
+# earlier stages a stage must not import even so: curation reads score tables, never a model
+NEVER = {"curate": ("model", "train")}
 # top-level modules: what they may import from the stages (cli and __main__ may import anything)
 # io writes rejects files, which hold the data stage's Drop rows
 TOP_LEVEL = {
@@ -77,6 +79,8 @@ def test_imports_run_from_a_stage_to_earlier_stages_only(path: Path) -> None:
     own = STAGES.index(relative.parts[0])
     later = sorted(m for m in imported if (s := stage_of(m)) is not None and STAGES.index(s) > own)
     assert later == [], f"rmdata/{relative} (stage {STAGES[own]}) imports later stages: {later}"
+    barred = sorted(m for m in imported if stage_of(m) in NEVER.get(STAGES[own], ()))
+    assert barred == [], f"rmdata/{relative} (stage {STAGES[own]}) must not import {barred}"
 
 
 def test_the_import_reader_sees_lazy_and_relative_imports() -> None:
