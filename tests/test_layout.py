@@ -170,8 +170,10 @@ def imported_after(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["rmdata.data", "rmdata.data.load", "rmdata.tokens.packing", "rmdata.config"])
-def test_the_data_stage_and_the_packer_import_no_torch(module: str) -> None:
+@pytest.mark.parametrize(
+    "module", ["rmdata.data", "rmdata.data.load", "rmdata.tokens.packing", "rmdata.config", "rmdata.curate.run"]
+)
+def test_the_data_stage_the_packer_and_curation_import_no_torch(module: str) -> None:
     assert "torch" not in imported_after(f"import {module}")
 
 
