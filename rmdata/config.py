@@ -235,7 +235,7 @@ class TrainConfig(_Section):
 
 @dataclass
 class ParallelConfig(_Section):
-    """Scale-out under torchrun (README "Scale-out"); fsdp does nothing in a single process."""
+    """Scale-out under torchrun (docs/scale-out.md); fsdp does nothing in a single process."""
 
     SECTION: ClassVar[str] = "parallel"
     fsdp: bool = _opt(False, "shard parameters, gradients and optimizer state across ranks (FSDP2, full finetune)")

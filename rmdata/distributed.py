@@ -113,7 +113,7 @@ def init_distributed(device_type: str, sequence_parallel: int = 1, init_method: 
         if init_method is None and "MASTER_ADDR" not in os.environ:
             raise RmdataError(
                 "WORLD_SIZE > 1 but MASTER_ADDR is not set: launch with torchrun, or export MASTER_ADDR and "
-                "MASTER_PORT in the SLURM batch script (README, Scale-out)"
+                "MASTER_PORT in the SLURM batch script (docs/scale-out.md)"
             )
         dist.init_process_group(backend_for(device_type), init_method=init_method, rank=rank, world_size=size)
         atexit.register(_destroy)

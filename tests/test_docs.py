@@ -82,3 +82,12 @@ def test_anchor_follows_github() -> None:
     assert anchor("`rmdata train`") == "rmdata-train"
     assert anchor("rmdata train: a run directory") == "rmdata-train-a-run-directory"
     assert anchor("Bundled data sets (`builtin:NAME`)") == "bundled-data-sets-builtinname"
+
+
+def test_the_drop_reasons_table_lists_the_reasons_of_the_code() -> None:
+    from rmdata.data.drops import REASONS
+
+    text = (DOCS / "outputs.md").read_text(encoding="utf-8")
+    section = text[text.index("## Drop reasons") :]
+    listed = re.findall(r"^\| `(\w+)` \|", section, re.M)
+    assert sorted(listed) == sorted(REASONS)

@@ -48,7 +48,7 @@ def score(
 
     Each valid input row gives one output row, in input order: prompt_id, response_id, prompt, response,
     reward, num_tokens, truncated, model, and every input column. Re-running after a kill resumes.
-    Under torchrun the ranks split the shards and give the single-process rows (README: Scale-out).
+    Under torchrun the ranks split the shards and give the single-process rows (docs/scale-out.md).
     """
     import shlex
 

@@ -1,8 +1,8 @@
 """Rows a stage leaves out: one ``Drop`` type, one set of reason names, for every stage.
 
 Every drop is counted by reason (``run.json``, summaries, dataset cards) and can be written out with its
-row (``rejects/*.jsonl``). The reason names below are the only ones any stage uses; the README's table of
-drop reasons lists the same names.
+row (``rejects/*.jsonl``). The reason names below are the only ones any stage uses; the table of
+drop reasons in docs/outputs.md lists the same names.
 """
 
 from __future__ import annotations
