@@ -7,10 +7,9 @@ A ``.json`` file whose first non-blank byte is ``[`` is parsed as one array, els
 Locations: ``file:line`` (1-based) for lines, ``file:row`` (0-based) for array items.
 
 What is refused, and how: a compressed stream must reach its end marker (a zstd file cut at a block
-boundary too) and UTF-16/32 text is refused up front, each one RmdataError naming the file; a line is an
-unreadable record (kept with its error, named by line) when it is not JSON, not an object, not UTF-8, nests
-deeper than ``MAX_DEPTH`` (polars and Arrow crash on such values), holds an integer Python will not parse,
-or holds a lone surrogate (``"\\ud800"``) in a string or key.
+boundary too) and UTF-16/32 text is refused up front, each one RmdataError naming the file; a line (or an
+array item) is an unreadable record, kept with its error and named by line, for the reasons
+:mod:`rmdata.data.json_values` gives.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import gzip
 import io
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,16 +27,19 @@ import zstandard
 
 from rmdata.data.batch import Batch, RawRecord
 from rmdata.data.bytestreams import check_text_encoding, open_binary
+from rmdata.data.json_values import (
+    FLAT_VALUES,
+    SURROGATE_ESCAPE,
+    orjson_check,
+    parse_line,
+    raw_text,
+    unparsable,
+    value_problem,
+)
 from rmdata.data.rules import describe
 from rmdata.errors import RmdataError
 
 BLOCK_BYTES = 1 << 20  # JSON lines are read about this many bytes at a time
-MAX_DEPTH = 64  # nesting levels a record may have
-_TOO_DEEP = f"the record nests arrays or objects more than {MAX_DEPTH} levels deep; rmdata reads up to {MAX_DEPTH}"
-_INEXACT = "read again by json"
-_BIG = float(2**63)  # orjson reads integers from here on (in magnitude) as floats
-_FLAT = frozenset({str, int, bool, type(None)})  # a record of these values needs no _orjson_check walk
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def json_batches(path: str, kind: str, batch_size: int) -> Iterator[Batch]:
@@ -215,7 +216,7 @@ class _Lines:
 
     def parse_block(self, block: LineBlock) -> None:
         if block.last:
-            self.add(_parse_line(self.path, block.first_line, block.data, last=True), block.first_line)
+            self.add(parse_line(self.path, block.first_line, block.data, last=True), block.first_line)
         else:
             self.parse(block.data.split(block.end), block.first_line)
 
@@ -229,11 +230,13 @@ class _Lines:
                 value = None
             # orjson refuses what json reads differently (NaN, 1e400) and every lone surrogate: only the nesting
             # depth and integers beyond 64 bits are left to check.
-            if type(value) is dict and (_FLAT.issuperset(map(type, value.values())) or _orjson_check(value) is None):
+            if type(value) is dict and (
+                FLAT_VALUES.issuperset(map(type, value.values())) or orjson_check(value) is None
+            ):
                 values.append(value)
                 numbers.append(lineno)
             else:
-                self.add(_parse_line(self.path, lineno, line, last=False), lineno)
+                self.add(parse_line(self.path, lineno, line, last=False), lineno)
 
     def add(self, record: RawRecord | None, lineno: int) -> None:
         if record is None:  # a blank line
@@ -257,148 +260,6 @@ class _Lines:
             self.unreadable = {i - start: v for i, v in self.unreadable.items() if i >= start}
 
 
-def _parse_line(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | None:
-    """One line as a record, or None for a blank line (the path for lines the batch loop does not take)."""
-    try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        value = None
-    if type(value) is dict:
-        exact = _orjson_check(value)
-        if exact is None:
-            return RawRecord(f"{path}:{lineno}", value)
-        if exact is _TOO_DEEP:
-            return RawRecord(f"{path}:{lineno}", None, _TOO_DEEP, line.decode("utf-8").rstrip("\r\n"))
-    return _parse_line_exactly(path, lineno, line, last)
-
-
-def _orjson_check(value: dict[str, Any]) -> str | None:
-    """None when orjson's value is the one ``json.loads`` gives and nests at most MAX_DEPTH levels; else
-    ``_TOO_DEEP``, or ``_INEXACT`` when it holds an integral float of 2**63 or more (orjson reads an integer
-    beyond 64 bits as a float; ``json`` keeps it exact)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return _TOO_DEEP
-        for child in item.values() if type(item) is dict else item:
-            kind = type(child)
-            if kind is str or kind is int or child is None or kind is bool:
-                continue
-            if kind is float:
-                if abs(child) >= _BIG and child.is_integer():
-                    return _INEXACT
-            else:
-                stack.append((child, depth + 1))
-    return None
-
-
-def _parse_line_exactly(path: str, lineno: int, line: bytes, last: bool) -> RawRecord | None:
-    """The standard library's reading of a line orjson refused, with the message that says why."""
-    if not line.strip():
-        return None
-    location = f"{path}:{lineno}"
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as err:
-        bad = line[err.start : err.start + 1].hex()
-        message = f"not valid UTF-8: byte 0x{bad} at byte {err.start + 1} of the line (re-encode the file as UTF-8)"
-        return RawRecord(location, None, message, line.decode("utf-8", "replace").rstrip("\r\n"))
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        what = f"{err.msg.removesuffix(' at')} at column {err.colno}"  # "Invalid control character at"
-        if last:  # the last line, ending without a line end
-            message = (
-                f"truncated last line: {what}, and the file does not end with a newline "
-                "(was it cut off while being written?)"
-            )
-        else:
-            message = f"malformed JSON: {what}"
-        return RawRecord(location, None, message, text.rstrip("\r\n"))
-    except (ValueError, RecursionError) as err:
-        return RawRecord(location, None, _unparsable(err), text.rstrip("\r\n"))
-    problem = _value_problem(value, line)
-    if problem is not None:
-        return RawRecord(location, None, problem, text.rstrip("\r\n"))
-    return RawRecord(location, value)
-
-
-def _unparsable(err: ValueError | RecursionError) -> str:
-    """JSON that parses by the grammar but not in Python: huge integers, nesting beyond the recursion limit."""
-    if isinstance(err, RecursionError):
-        return _TOO_DEEP
-    message = str(err).splitlines()[0]
-    if "integer string conversion" in message:
-        return "a number has more than 4,300 digits, more than Python reads; write it as a string"
-    return f"unreadable JSON value: {message}"
-
-
-def _value_problem(value: Any, text: bytes | None) -> str | None:
-    """Why a parsed value is not a record: not an object, nested deeper than MAX_DEPTH (polars and Arrow
-    crash on such values), or holding a string that is not valid Unicode. ``text``: the raw line, when
-    known, to skip the walks a line cannot need."""
-    if not isinstance(value, dict):
-        return f"a record must be a JSON object; got {describe(value)}"
-    if (text is None or text.count(b"[") + text.count(b"{") > MAX_DEPTH) and _deeper_than(value, MAX_DEPTH):
-        return _TOO_DEEP
-    if text is None or _SURROGATE_ESCAPE.search(text):
-        bad = _surrogate_field(value, "")
-        if bad is not None:
-            return (
-                f"not valid Unicode: {bad} holds a lone surrogate (a \\ud800-\\udfff escape without its pair); "
-                "fix the text that wrote it"
-            )
-    return None
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether lists/dicts nest more than ``limit`` levels (iterative: no recursion limit to hit)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
-def _surrogate_field(value: Any, where: str, depth: int = 0) -> str | None:
-    """The path (``prompt[0].content``) of the first string holding a lone surrogate, or None."""
-    if isinstance(value, str):
-        return None if _valid_unicode(value) else (where or "the value")
-    if depth > 200:
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            name = f"{where}.{key}" if where else str(key)
-            if not _valid_unicode(str(key)):
-                return f"the key {name!a}"
-            if (found := _surrogate_field(item, name, depth + 1)) is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            if (found := _surrogate_field(item, f"{where}[{i}]", depth + 1)) is not None:
-                return found
-    return None
-
-
-def _valid_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _raw_text(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (ValueError, RecursionError):
-        return "(not shown: too deeply nested)"
-
-
 def _json_array(path: str, data: bytes, batch_size: int) -> Iterator[Batch]:
     """The records of a JSON array file (parsed whole), ``batch_size`` at a time."""
     try:
@@ -412,8 +273,8 @@ def _json_array(path: str, data: bytes, batch_size: int) -> Iterator[Batch]:
             "parse as a whole (use JSON lines to keep the readable records of a damaged file)"
         ) from err
     except (ValueError, RecursionError) as err:
-        raise RmdataError(f"{path}: {_unparsable(err)}") from err
-    check_surrogates = _SURROGATE_ESCAPE.search(data) is not None
+        raise RmdataError(f"{path}: {unparsable(err)}") from err
+    check_surrogates = SURROGATE_ESCAPE.search(data) is not None
     del data
     if not isinstance(values, list):
         raise RmdataError(f"{path}: a JSON array file must hold a list of records; got {describe(values)}")
@@ -421,8 +282,8 @@ def _json_array(path: str, data: bytes, batch_size: int) -> Iterator[Batch]:
         chunk = values[start : start + batch_size]
         batch = Batch(chunk, path, range(start, start + len(chunk)))
         for i, value in enumerate(batch.values):
-            problem = _value_problem(value, None if check_surrogates else b"")
+            problem = value_problem(value, None if check_surrogates else b"")
             if problem is not None:
                 batch.values[i] = None
-                batch.unreadable[i] = (problem, _raw_text(value))
+                batch.unreadable[i] = (problem, raw_text(value))
         yield batch

@@ -18,6 +18,7 @@ from rmdata.data.detect import normalize
 from rmdata.data.drops import Drop
 from rmdata.data.formats import FORMATS
 from rmdata.data.inputs import resolve_input
+from rmdata.data.json_values import parse_line_exactly
 from rmdata.data.readers import iter_batches
 from rmdata.data.rules import Problems
 from rmdata.data.stream import scan, stream
@@ -50,7 +51,7 @@ def exact(path: Path, lines: list[bytes]) -> list[RawRecord]:
     """The reference: every line read by the standard library's json, as before orjson."""
     out = []
     for number, line in enumerate(lines, 1):
-        record = jsonl._parse_line_exactly(str(path), number, line, last=number == len(lines))
+        record = parse_line_exactly(str(path), number, line, last=number == len(lines))
         if record is not None:
             out.append(record)
     return out
