@@ -9,17 +9,15 @@ section is built (so a hand-built ``LossConfig(kind="hinge")`` is refused too), 
 written next to every output.
 
 This module may import the data stage's format registry (``rmdata.data.formats``, pure Python) and
-nothing later. It is ~400 lines on purpose: every option of every section is declared here once, with its
-range, so this is the one file to read; the rest is YAML loading, ``--set`` overrides and type coercion.
+nothing later. Every option of every section is declared here once, with its range, so this is the one file
+to read for what a recipe may say; the field machinery and type coercion are :mod:`rmdata.options`, the rest
+here is YAML loading, ``--set`` overrides and writing the resolved recipe.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import types
-import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,6 +28,7 @@ import yaml
 
 from rmdata.data.formats import FORMATS
 from rmdata.errors import RmdataError
+from rmdata.options import Section, build, field_types, option, type_name
 
 DEFAULT_RECIPE = "tiny-cpu"
 MAX_STEPS = 10**9  # optimizer steps a run may plan: far beyond any real run, small enough to refuse typos
@@ -44,82 +43,20 @@ OnError = Literal["raise", "skip"]
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def choices(literal: Any) -> tuple[str, ...]:
-    """The values of a ``Literal`` option type, in declaration order: ``choices(FinetuneMode)``."""
-    return typing.get_args(literal)
-
-
-def _opt(
-    default: Any,
-    help: str,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-) -> Any:
-    """A dataclass field with its one-line documentation and the range its value must lie in."""
-    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
-    metadata = {"help": help, "range": {k: v for k, v in bounds.items() if v is not None}}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-_RULES = {
-    "ge": (">=", lambda v, b: v >= b),
-    "gt": (">", lambda v, b: v > b),
-    "le": ("<=", lambda v, b: v <= b),
-    "lt": ("<", lambda v, b: v < b),
-}
-
-
-def _bound_text(bound: float) -> str:
-    return f"{bound:,}".replace(",", "_") if isinstance(bound, int) and bound >= 10**6 else f"{bound:g}"
-
-
-class _Section:
-    """Range checks every recipe section runs when it is built; subclasses add checks across fields."""
-
-    SECTION: ClassVar[str]
-
-    def __post_init__(self) -> None:
-        hints = _hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            key = f"{self.SECTION}.{f.name}"
-            tp = hints[f.name]
-            if typing.get_origin(tp) is Literal and value not in choices(tp):
-                raise RmdataError(f"{key} must be {_type_name(tp)}; got {value!r}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            rules = f.metadata.get("range", {})
-            wanted = " and ".join(f"{_RULES[k][0]} {_bound_text(b)}" for k, b in rules.items())
-            fix = f"set it in the recipe or with --set {key}=VALUE"
-            if isinstance(value, float) and not math.isfinite(value):
-                raise RmdataError(f"{key}={value} is not a finite number; {fix}" + (f" ({wanted})" if wanted else ""))
-            if not all(_RULES[k][1](value, b) for k, b in rules.items()):
-                raise RmdataError(f"{key}={value!r} is out of range: it must be {wanted}; {fix}")
-        self.check()
-
-    def check(self) -> None:
-        """Rules across this section's fields (none by default)."""
-
-
 @dataclass
-class TinyModelConfig(_Section):
+class TinyModelConfig(Section):
     """Sizes of a tiny backbone built from config (no weights are downloaded)."""
 
     SECTION: ClassVar[str] = "model.tiny"
-    arch: TinyArch = _opt("llama", "llama or qwen2: the transformers-native families tested")
-    hidden_size: int = _opt(
+    arch: TinyArch = option("llama", "llama or qwen2: the transformers-native families tested")
+    hidden_size: int = option(
         64, "trunk width; the value head reads this many features (QLoRA: a multiple of 64)", ge=1, le=65536
     )
-    num_layers: int = _opt(2, "decoder layers", ge=1, le=1024)
-    num_heads: int = _opt(4, "attention heads; must divide hidden_size", ge=1, le=1024)
-    num_kv_heads: int = _opt(2, "key/value heads; fewer than num_heads = GQA (must divide num_heads)", ge=1, le=1024)
-    intermediate_size: int = _opt(128, "MLP width (QLoRA: a multiple of 64)", ge=1, le=262144)
-    max_position_embeddings: int = _opt(4096, "longest sequence the model accepts", ge=2, le=10**7)
+    num_layers: int = option(2, "decoder layers", ge=1, le=1024)
+    num_heads: int = option(4, "attention heads; must divide hidden_size", ge=1, le=1024)
+    num_kv_heads: int = option(2, "key/value heads; fewer than num_heads = GQA (must divide num_heads)", ge=1, le=1024)
+    intermediate_size: int = option(128, "MLP width (QLoRA: a multiple of 64)", ge=1, le=262144)
+    max_position_embeddings: int = option(4096, "longest sequence the model accepts", ge=2, le=10**7)
 
     def check(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -140,45 +77,47 @@ class TinyModelConfig(_Section):
 
 
 @dataclass
-class ModelConfig(_Section):
+class ModelConfig(Section):
     SECTION: ClassVar[str] = "model"
-    name_or_path: str = _opt("tiny", "HF model directory (or hub id, cached), or 'tiny' to build model.tiny")
-    gguf_file: str | None = _opt(None, "GGUF file name inside name_or_path, for GGUF-only checkpoints")
+    name_or_path: str = option("tiny", "HF model directory (or hub id, cached), or 'tiny' to build model.tiny")
+    gguf_file: str | None = option(None, "GGUF file name inside name_or_path, for GGUF-only checkpoints")
     tiny: TinyModelConfig = field(
         default_factory=TinyModelConfig, metadata={"help": "sizes of the tiny model built when name_or_path=tiny"}
     )
-    reward_token: str | None = _opt(None, "token string appended to every sequence; its hidden state is scored")
-    reward_token_id: int | None = _opt(None, "token id instead of reward_token (InternLM2 92527, Llama-3 128002)", ge=0)
-    finetune: FinetuneMode = _opt("full", "full weights, LoRA adapters, or 4-bit nf4 + LoRA")
-    lora_rank: int = _opt(16, "LoRA rank: higher = more capacity, more memory", ge=1, le=65536)
-    lora_alpha: int = _opt(32, "LoRA scaling numerator (scale = alpha / rank)", gt=0)
-    lora_dropout: float = _opt(0.05, "dropout on the LoRA input", ge=0.0, lt=1.0)
-    attention: AttentionName = _opt(
+    reward_token: str | None = option(None, "token string appended to every sequence; its hidden state is scored")
+    reward_token_id: int | None = option(
+        None, "token id instead of reward_token (InternLM2 92527, Llama-3 128002)", ge=0
+    )
+    finetune: FinetuneMode = option("full", "full weights, LoRA adapters, or 4-bit nf4 + LoRA")
+    lora_rank: int = option(16, "LoRA rank: higher = more capacity, more memory", ge=1, le=65536)
+    lora_alpha: int = option(32, "LoRA scaling numerator (scale = alpha / rank)", gt=0)
+    lora_dropout: float = option(0.05, "dropout on the LoRA input", ge=0.0, lt=1.0)
+    attention: AttentionName = option(
         "auto",
         "varlen attention backend; auto = flash-attn on CUDA when installed, else torch's varlen_attn on CUDA, "
         "else per-segment SDPA",
     )
-    dtype: DtypeName = _opt("auto", "weights dtype; auto = bfloat16 autocast on CUDA, float32 on CPU")
-    gradient_checkpointing: bool = _opt(False, "recompute activations in backward: less memory, ~30% slower")
+    dtype: DtypeName = option("auto", "weights dtype; auto = bfloat16 autocast on CUDA, float32 on CPU")
+    gradient_checkpointing: bool = option(False, "recompute activations in backward: less memory, ~30% slower")
 
 
 @dataclass
-class DataConfig(_Section):
+class DataConfig(Section):
     SECTION: ClassVar[str] = "data"
-    train: list[str] = _opt([], "training files (any format rmdata reads); builtin:NAME for bundled data")
-    eval: list[str] = _opt([], "held-out files; if empty, eval_fraction of train is held out")
-    eval_fraction: float = _opt(
+    train: list[str] = option([], "training files (any format rmdata reads); builtin:NAME for bundled data")
+    eval: list[str] = option([], "held-out files; if empty, eval_fraction of train is held out")
+    eval_fraction: float = option(
         0.05, "fraction of training pairs held out when data.eval is empty (0 = none)", ge=0.0, lt=1.0
     )
-    format: str | None = _opt(None, f"input format; None = detect ({', '.join(FORMATS)})")
-    max_length: int = _opt(
+    format: str | None = option(None, f"input format; None = detect ({', '.join(FORMATS)})")
+    max_length: int = option(
         2048, "tokens per sequence, reward token included; prompts are cut from the left", ge=2, le=10**7
     )
-    max_packed_length: int = _opt(
+    max_packed_length: int = option(
         4096, "token budget of one packed row; a pair is never split across rows", ge=2, le=10**8
     )
-    chat_template: str | None = _opt(None, "Jinja chat template overriding the tokenizer's")
-    on_error: OnError = _opt("raise", "bad records: raise lists them all; skip writes rejects")
+    chat_template: str | None = option(None, "Jinja chat template overriding the tokenizer's")
+    on_error: OnError = option("raise", "bad records: raise lists them all; skip writes rejects")
 
     def check(self) -> None:
         for name in ("train", "eval"):
@@ -197,34 +136,34 @@ class DataConfig(_Section):
 
 
 @dataclass
-class LossConfig(_Section):
+class LossConfig(Section):
     SECTION: ClassVar[str] = "loss"
-    kind: LossKind = _opt("focal", "ranking = -log sigmoid(d); focal down-weights easy pairs")
-    focal_gamma: float = _opt(2.0, "focal exponent; 0 turns focal into ranking", ge=0.0)
-    penalty: Penalty = _opt("log_barrier", "keeps scores small and centred")
-    penalty_weight: float = _opt(0.01, "weight of the penalty per score", ge=0.0)
-    penalty_bound: float = _opt(5.0, "log_barrier bound b: scores are kept inside (-b, b)", gt=0.0)
-    use_margin: bool = _opt(True, "subtract the data's margin column from d inside the ranking term")
+    kind: LossKind = option("focal", "ranking = -log sigmoid(d); focal down-weights easy pairs")
+    focal_gamma: float = option(2.0, "focal exponent; 0 turns focal into ranking", ge=0.0)
+    penalty: Penalty = option("log_barrier", "keeps scores small and centred")
+    penalty_weight: float = option(0.01, "weight of the penalty per score", ge=0.0)
+    penalty_bound: float = option(5.0, "log_barrier bound b: scores are kept inside (-b, b)", gt=0.0)
+    use_margin: bool = option(True, "subtract the data's margin column from d inside the ranking term")
 
 
 @dataclass
-class TrainConfig(_Section):
+class TrainConfig(Section):
     SECTION: ClassVar[str] = "train"
-    seed: int = _opt(0, "seed for the split, packing order, initialization and dropout", ge=0, le=2**63 - 1)
-    epochs: int = _opt(1, "passes over the training pairs", ge=1, le=10**6)
-    max_steps: int | None = _opt(None, "stop after this many optimizer steps (overrides epochs)", ge=1, le=MAX_STEPS)
-    lr: float = _opt(2e-5, "peak learning rate of AdamW", gt=0.0, le=10.0)
-    head_lr: float | None = _opt(None, "learning rate of the value head; None = lr", gt=0.0, le=10.0)
-    weight_decay: float = _opt(0.0, "AdamW weight decay (never applied to the value head or norms)", ge=0.0)
-    warmup_ratio: float = _opt(0.03, "fraction of steps of linear warmup before the cosine decay", ge=0.0, lt=1.0)
-    min_lr_ratio: float = _opt(0.0, "cosine decays to lr * min_lr_ratio", ge=0.0, le=1.0)
-    max_grad_norm: float = _opt(1.0, "gradient clipping by global norm (0 = off)", ge=0.0)
-    grad_accum: int = _opt(1, "packed rows per optimizer step", ge=1, le=10**6)
-    log_steps: int = _opt(10, "write a metrics.jsonl line every N steps", ge=1)
-    eval_steps: int = _opt(0, "evaluate every N steps (0 = only at the end)", ge=0)
-    save_steps: int = _opt(0, "checkpoint every N steps (0 = only on interrupt)", ge=0)
-    keep_checkpoints: int = _opt(2, "keep the last k checkpoints", ge=1)
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    seed: int = option(0, "seed for the split, packing order, initialization and dropout", ge=0, le=2**63 - 1)
+    epochs: int = option(1, "passes over the training pairs", ge=1, le=10**6)
+    max_steps: int | None = option(None, "stop after this many optimizer steps (overrides epochs)", ge=1, le=MAX_STEPS)
+    lr: float = option(2e-5, "peak learning rate of AdamW", gt=0.0, le=10.0)
+    head_lr: float | None = option(None, "learning rate of the value head; None = lr", gt=0.0, le=10.0)
+    weight_decay: float = option(0.0, "AdamW weight decay (never applied to the value head or norms)", ge=0.0)
+    warmup_ratio: float = option(0.03, "fraction of steps of linear warmup before the cosine decay", ge=0.0, lt=1.0)
+    min_lr_ratio: float = option(0.0, "cosine decays to lr * min_lr_ratio", ge=0.0, le=1.0)
+    max_grad_norm: float = option(1.0, "gradient clipping by global norm (0 = off)", ge=0.0)
+    grad_accum: int = option(1, "packed rows per optimizer step", ge=1, le=10**6)
+    log_steps: int = option(10, "write a metrics.jsonl line every N steps", ge=1)
+    eval_steps: int = option(0, "evaluate every N steps (0 = only at the end)", ge=0)
+    save_steps: int = option(0, "checkpoint every N steps (0 = only on interrupt)", ge=0)
+    keep_checkpoints: int = option(2, "keep the last k checkpoints", ge=1)
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
 
     def check(self) -> None:
         if not _DEVICE.fullmatch(self.device):
@@ -234,109 +173,25 @@ class TrainConfig(_Section):
 
 
 @dataclass
-class ParallelConfig(_Section):
+class ParallelConfig(Section):
     """Scale-out under torchrun (docs/scale-out.md); fsdp does nothing in a single process."""
 
     SECTION: ClassVar[str] = "parallel"
-    fsdp: bool = _opt(False, "shard parameters, gradients and optimizer state across ranks (FSDP2, full finetune)")
-    sequence_parallel: int = _opt(
+    fsdp: bool = option(False, "shard parameters, gradients and optimizer state across ranks (FSDP2, full finetune)")
+    sequence_parallel: int = option(
         1, "ranks that split each packed row (Ulysses all-to-all attention); 1 = off", ge=1, le=4096
     )
 
 
 @dataclass
 class Recipe:
-    name: str = _opt("run", "run name; the default output is rmdata-out/runs/<name>")
-    output_dir: str | None = _opt(None, "run directory; None = rmdata-out/runs/<name>")
+    name: str = option("run", "run name; the default output is rmdata-out/runs/<name>")
+    output_dir: str | None = option(None, "run directory; None = rmdata-out/runs/<name>")
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "backbone, head and adapters"})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "inputs, templates and packing"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "InternLM2 reward loss"})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "optimizer and loop"})
     parallel: ParallelConfig = field(default_factory=ParallelConfig, metadata={"help": "torchrun scale-out"})
-
-
-# ---------------------------------------------------------------- type checking and coercion
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"list[{_type_name(typing.get_args(tp)[0])}]"
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` as type ``tp`` or raise an RmdataError naming the key, the value and the type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        is_null = value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~"))
-        if is_null and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except RmdataError:
-                continue
-    elif origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-    elif origin is list:
-        (item,) = typing.get_args(tp)
-        items = value if isinstance(value, list) else [value] if isinstance(value, str) else None
-        if items is not None:
-            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(items)]
-    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if isinstance(value, dict):
-            return _build(tp, value, prefix=f"{key}.")
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads "1e-4" as a string
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    raise RmdataError(f"{key} must be {_type_name(tp)}; got {value!r}")
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    hints = _hints(cls)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        valid = ", ".join(f.name for f in dataclasses.fields(cls))
-        where = prefix.rstrip(".") or "the top level"
-        raise RmdataError(f"unknown recipe key {prefix}{unknown[0]}; valid keys under {where}: {valid}")
-    kwargs = {name: _coerce(v, hints[name], prefix + name) for name, v in values.items()}
-    return cls(**kwargs)
 
 
 # ---------------------------------------------------------------- loading, overrides, writing
@@ -389,7 +244,7 @@ def load_recipe(source: str | Path | None = None, overrides: Sequence[str] = ())
     for text in overrides:
         _merge(tree, *parse_override(text))
     try:
-        recipe: Recipe = _build(Recipe, tree)
+        recipe: Recipe = build(Recipe, tree)
     except RmdataError as err:
         raise RmdataError(f"{path}: {err}") from None
     return recipe
@@ -406,14 +261,14 @@ def dump_recipe(recipe: Recipe) -> str:
 
 def iter_keys(cls: type = Recipe, prefix: str = "") -> Iterator[tuple[str, str, Any, str]]:
     """Every leaf key as (dotted key, type, default, help): the source of ``rmdata train --keys``."""
-    hints = _hints(cls)
+    hints = field_types(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
             yield from iter_keys(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        yield f"{prefix}{f.name}", _type_name(tp), default, f.metadata.get("help", "")
+        yield f"{prefix}{f.name}", type_name(tp), default, f.metadata.get("help", "")
 
 
 def resolve_data_path(path: str) -> str:

@@ -89,9 +89,10 @@ def test_bad_recipes_name_the_key_and_rule(override: str, message: str) -> None:
 
 def test_options_are_declared_once_and_read_from_the_recipe_dataclasses() -> None:
     """The modules that use an option take its choices from the recipe field's type, not from a second list."""
-    from rmdata.config import AttentionName, DtypeName, FinetuneMode, ModelConfig, choices
+    from rmdata.config import AttentionName, DtypeName, FinetuneMode, ModelConfig
     from rmdata.data.formats import FORMATS
     from rmdata.model.attention import BACKENDS
+    from rmdata.options import choices
 
     assert tuple(c for c in choices(AttentionName) if c != "auto") == BACKENDS
     assert choices(FinetuneMode) == ("full", "lora", "qlora") and "bfloat16" in choices(DtypeName)

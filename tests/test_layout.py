@@ -23,6 +23,7 @@ NEVER = {"curate": ("model", "train")}
 # io writes rejects files, which hold the data stage's Drop rows
 TOP_LEVEL = {
     "config": {"rmdata.data.formats", "rmdata.data.inputs"},
+    "options": set(),
     "io": {"rmdata.data.drops"},
     "errors": set(),
     "progress": set(),

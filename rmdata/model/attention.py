@@ -30,8 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rmdata.config import AttentionName, choices
+from rmdata.config import AttentionName
 from rmdata.errors import RmdataError
+from rmdata.options import choices
 
 if TYPE_CHECKING:
     import torch

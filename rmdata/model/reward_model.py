@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
-from rmdata.config import DtypeName, FinetuneMode, choices
+from rmdata.config import DtypeName, FinetuneMode
 from rmdata.errors import RmdataError
 from rmdata.model.attention import AttentionChoice, choose_attention, register_varlen_attention, varlen_kwargs
+from rmdata.options import choices
 from rmdata.progress import logger
 
 if TYPE_CHECKING:
