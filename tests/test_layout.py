@@ -17,8 +17,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rmdata"
 STAGES = ("data", "tokens", "model", "train", "score", "curate", "serve")  # the order data flows through them
-# earlier stages a stage must not import even so: curation reads score tables, never a model
-NEVER = {"curate": ("model", "train")}
+# earlier stages a stage must not import even so: scoring needs no training code, curation reads score tables only
+NEVER = {"score": ("train",), "curate": ("model", "train")}
 # top-level modules: what they may import from the stages (cli and __main__ may import anything)
 # io writes rejects files, which hold the data stage's Drop rows
 TOP_LEVEL = {
