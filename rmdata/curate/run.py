@@ -75,16 +75,16 @@ def _card(
     plot_paths: list[str],
     output: Path,
     usage: str,
-    shards: list[dict[str, Any]],
+    directory: Path,
 ) -> str:
+    """The card of the dataset written in ``directory`` (its shards already there), to be renamed to ``output``."""
     plot_lines = "\n".join(f"![{p}]({p})" for p in plot_paths)
     body = (
         f"Made by `rmdata {summary['command']}` from {', '.join(f'`{i}`' for i in summary['inputs'])}.\n\n"
         f"```python\nimport datasets\nds = datasets.load_dataset({str(output)!r}, split='train')\n{usage}\n```\n\n"
         f"{report.markdown(summary)}\n\n## Plots\n\n{plot_lines}\n"
     )
-    size = (sum(s["rows"] for s in shards), sum(s["bytes"] for s in shards))
-    return dataset_card(title, body, pretty_name=title, tags=["rmdata", kind], size=size)
+    return dataset_card(title, body, directory, pretty_name=title, tags=["rmdata", kind])
 
 
 def _write_rejects(table: Any, dropped: pl.DataFrame, rejects: Path | None) -> None:
@@ -125,7 +125,7 @@ def run_filter(
         plot_paths = drawing.result()
         usage = "# TRL: trl.SFTTrainer(model=..., train_dataset=ds)  (conversational 'messages' column)"
         write_text_atomic(
-            tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards)
+            tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, tmp)
         )
         _finish(tmp, "sft", shards, summary, options, asdict(rules), start)
     return Result(output, rows, summary, rejects)
@@ -169,7 +169,7 @@ def run_build_dpo(
         plot_paths = drawing.result()
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
         write_text_atomic(
-            tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards)
+            tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, tmp)
         )
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
     return Result(output, rows, summary, rejects)
