@@ -32,6 +32,7 @@ LOOSEN = {
     "outside_top_p": "raise --top-p",
     "too_few_responses": "lower --min-responses, or score more responses per prompt",
     "missing_reward": "rescore: the table has no usable rewards",
+    "non_finite_reward": "rescore: the table's rewards are NaN or infinite",
     "below_margin": "lower --margin",
     "tie": "lower --tie-epsilon",
     "no_pair": "lower --margin or --tie-epsilon",
@@ -112,16 +113,18 @@ def run_filter(
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("filter", rule_text, list(table.inputs), kept, dropped)
     report.render(summary)
-    _write_rejects(table, dropped, rejects)
     if kept.is_empty():
+        _write_rejects(table, dropped, rejects)
         _refuse_empty(summary, "rows")
     rows = kept.height
     with atomic_directory(output, overwrite=True) as tmp:
         plot_data = plots.plot_data(kept, dropped)
         decisions = kept.select(ROW, "score", "rank")
+        drops = dropped.select(ROW, *(c for c in (REASON, "score", "rank") if c in dropped.columns))
         del kept, dropped, judged  # the texts are read back next: free the decision frames first
         with plots.drawing_in_background(tmp, plot_data) as drawing:
             shards = write_sft(table, decisions, tmp)
+        _write_rejects(table, drops, rejects)  # after the texts read back: a damaged page leaves no file
         plot_paths = drawing.result()
         usage = "# TRL: trl.SFTTrainer(model=..., train_dataset=ds)  (conversational 'messages' column)"
         write_text_atomic(
@@ -155,22 +158,22 @@ def run_build_dpo(
     summary = report.summarize("build-dpo", rule_text, list(table.inputs), used, dropped, pairs=pairs,
                                pair_drops=pair_drops)  # fmt: skip
     report.render(summary)
-    _write_rejects(table, dropped, rejects)
     if pairs.is_empty():
+        _write_rejects(table, dropped, rejects)
         _refuse_empty(summary, "pairs")
     rows = pairs.height
     with atomic_directory(output, overwrite=True) as tmp:
         plot_data = plots.plot_data(used, dropped, margins=pairs.get_column("margin"), margin=rules.margin,
                                     kept_label="in a pair")  # fmt: skip
         pairs = pairs.select("chosen_row", "rejected_row", "chosen_score", "rejected_score", "margin")
+        drops = dropped.select(ROW, *(c for c in (REASON, "score", "rank") if c in dropped.columns))
         del ranked, used, unused, dropped, judged, pair_drops  # free the decision frames before reading texts
         with plots.drawing_in_background(tmp, plot_data) as drawing:
             shards = write_dpo(table, pairs, tmp)
+        _write_rejects(table, drops, rejects)  # after the texts read back: a damaged page leaves no file
         plot_paths = drawing.result()
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
-        write_text_atomic(
-            tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, tmp)
-        )
+        write_text_atomic(tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, tmp))
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
     return Result(output, rows, summary, rejects)
 

@@ -280,10 +280,14 @@ def write_rejects(table: ScoreTable, dropped: pl.DataFrame, path: Path) -> int:
         .select(pl.col(REASON).cast(pl.String), *table.schema, *[c for c in columns if c != REASON])
     )
     with atomic_path(path) as tmp:
-        if REJECT_SUFFIXES[path.suffix] == "parquet":
-            frame.sink_parquet(tmp, engine="streaming")
-        else:
-            frame.sink_ndjson(tmp, engine="streaming")
+        try:
+            if REJECT_SUFFIXES[path.suffix] == "parquet":
+                frame.sink_parquet(tmp, engine="streaming")
+            else:
+                frame.sink_ndjson(tmp, engine="streaming")
+        except pl.exceptions.PolarsError:
+            table.collect(table.scan().select(list(table.schema)), list(table.schema))  # names the damaged file
+            raise
     return dropped.height
 
 

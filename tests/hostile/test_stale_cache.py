@@ -46,7 +46,7 @@ def test_the_card_header_carries_the_shards_fingerprint(tmp_path: Path) -> None:
         card = (tmp_path / "sft" / "README.md").read_text()
         headers.append(card.split("\n---\n")[0])
     assert headers[0] == headers[1] != headers[2]
-    assert "description: \"rmdata data/*.parquet sha256:" in headers[0]
+    assert 'description: "rmdata data/*.parquet sha256:' in headers[0]
 
 
 @pytest.fixture(scope="module")
