@@ -22,6 +22,7 @@ TOP_LEVEL = {
     "config": {"rmdata.data.formats", "rmdata.data.inputs"},
     "io": {"rmdata.data.drops"},
     "errors": set(),
+    "paths": set(),
     "progress": set(),
     "dataset_dir": set(),
     "distributed": set(),

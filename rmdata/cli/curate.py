@@ -23,6 +23,15 @@ _ON_ERROR_HELP = (
 )
 
 
+def _check_paths(inputs: list[Path] | None, output: Path, rejects: Path | None) -> None:
+    """-o and --rejects never name a score table read, nor each other (see rmdata.paths)."""
+    from rmdata.curate.source import DEFAULT_SCORES
+    from rmdata.paths import check_output_paths
+
+    reads = [("input", p) for p in inputs or [Path(DEFAULT_SCORES)]]
+    check_output_paths([("--output", output), ("--rejects", rejects)], reads)
+
+
 def _report(kind: str, unit: str, result: Result) -> None:
     """Where the output landed, its rejects, and how to load and train on it."""
     from rmdata.curate.run import display
@@ -64,6 +73,7 @@ def filter_command(
     from rmdata.curate.rules import FilterRules
     from rmdata.curate.run import run_filter
 
+    _check_paths(inputs, output, rejects)
     rules = FilterRules(top_k=top_k, top_p=top_p, min_score=min_score, min_responses=min_responses)
     result = run_filter(inputs or [], ScoreOptions(normalize, by, length_penalty, on_error), rules, output, rejects)
     _report("sft", "rows", result)
@@ -101,6 +111,7 @@ def build_dpo_command(
     from rmdata.curate.ranking import ScoreOptions
     from rmdata.curate.run import run_build_dpo
 
+    _check_paths(inputs, output, rejects)
     rules = PairRules(margin, strategy, max_pairs_per_prompt, tie_epsilon, seed)
     result = run_build_dpo(inputs or [], ScoreOptions(normalize, by, length_penalty, on_error), rules, output, rejects)
     _report("dpo", "pairs", result)

@@ -51,9 +51,12 @@ def score(
     """
     import shlex
 
+    from rmdata.paths import check_output_paths
     from rmdata.score.config import ScoreConfig
     from rmdata.score.run import score as run_score
 
+    outputs = [("--output", output), ("--save-to-disk", save_to_disk)]
+    check_output_paths(outputs, [*(("input", p) for p in inputs), ("--model", model)])
     quiet_transformers()
     cfg = ScoreConfig(
         inputs=inputs,

@@ -35,7 +35,7 @@ from rmdata.model.loading import ScoringModel, load_scoring_model
 from rmdata.score.blocks import BlockScorer
 from rmdata.score.config import ScoreConfig
 from rmdata.score.engine import resolve_batch_tokens, resolve_layout, score_sequences
-from rmdata.score.output import scored_frame, write_card
+from rmdata.score.output import SCORED, scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
 from rmdata.score.sequences import encode_conversations
 from rmdata.score.shards import PARTS_DIR, Manifest, blocks, content_digest, rank_of
@@ -168,6 +168,16 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
         )
     if report.valid_rows == 0:
         raise RmdataError(f"{', '.join(cfg.inputs)}: none of the {report.records} records is valid; nothing to score")
+    clash = next((c for c in SCORED if c in report.carried and f"{c}_input" in report.carried), None)
+    if clash is not None:
+        raise RmdataError(
+            f"{', '.join(cfg.inputs)}: has both {clash} and {clash}_input columns; the output's {clash} is the score "
+            f"and an input {clash} is kept as {clash}_input: rename one of the two input columns"
+        )
+    if cfg.max_length is not None and cfg.max_length < 2:
+        raise RmdataError(f"--max-length {cfg.max_length}: a scored sequence needs at least 2 tokens")
+    if cfg.save_to_disk:
+        check_replaceable(Path(cfg.save_to_disk), ["arrow"], flag="--save-to-disk")
     layout = resolve_layout(cfg.layout, model.device)
     max_length = cfg.max_length or model.context_length
     batch_tokens = resolve_batch_tokens(cfg.batch_tokens, model.device)
