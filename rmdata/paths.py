@@ -24,6 +24,7 @@ def check_output_paths(outputs: Sequence[Named], inputs: Sequence[Named] = ()) -
     given = [(name, Path(path)) for name, path in outputs if path is not None and str(path) != ""]
     sources = [(name, Path(path)) for name, path in inputs if path is not None and _on_disk(str(path))]
     for i, (name, out) in enumerate(given):
+        _check_climbs(name, out)
         for other_name, other in sources + given[i + 1 :]:
             relation = _overlap(out, other)
             if relation:
@@ -32,6 +33,16 @@ def check_output_paths(outputs: Sequence[Named], inputs: Sequence[Named] = ()) -
                     f"reads or writes elsewhere; choose another {name}"
                 )
         _check_writable(name, out)
+
+
+def _check_climbs(name: str, path: Path) -> None:
+    """A ``..`` must climb out of a directory that exists: ``new/..`` names a place only once ``new`` is made."""
+    for i, part in enumerate(path.parts):
+        if part == ".." and i and not Path(*path.parts[:i]).is_dir():
+            raise RmdataError(
+                f"{name} {path}: goes up (..) from {Path(*path.parts[:i])}, which is not an existing directory; "
+                f"give {name} without .."
+            )
 
 
 def _on_disk(path: str) -> bool:

@@ -266,6 +266,8 @@ def check_rejects_path(path: Path, output: Path) -> None:
     """The rejects file must be .parquet, .jsonl or .ndjson, and outside the output directory."""
     if path.suffix not in REJECT_SUFFIXES:
         raise RmdataError(f"--rejects {path}: name a .parquet, .jsonl or .ndjson file")
+    if path.is_dir():
+        raise RmdataError(f"--rejects {path} is a directory; name a .parquet, .jsonl or .ndjson file to write")
     if path.resolve().is_relative_to(output.resolve()):
         raise RmdataError(f"--rejects {path} is inside --output {output}, which is replaced whole; put it elsewhere")
 

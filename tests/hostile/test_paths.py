@@ -41,12 +41,14 @@ def refused(args: list[str], monkeypatch: pytest.MonkeyPatch, cwd: Path, message
         (["-o", "."], "--output . contains input scores.parquet"),
         (["-o", "out", "--rejects", "out"], "--output out is --rejects out"),
         (["-o", "/proc/rmdata-out"], "--output /proc/rmdata-out: cannot write under /proc"),
+        (["-o", "out", "--rejects", "adir.jsonl"], "--rejects adir.jsonl is a directory"),
     ],
 )
 def test_curation_outputs_never_alias_their_inputs(
     command: str, options: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_scores(tmp_path / "scores.parquet", ROWS)
+    (tmp_path / "adir.jsonl").mkdir()
     refused([command, "scores.parquet", *options], monkeypatch, tmp_path, message)
 
 
@@ -92,6 +94,7 @@ def corpus(path: Path, **extra: object) -> Path:
         (["-o", "out", "--save-to-disk", "MODEL"], "--save-to-disk MODEL is --model MODEL"),
         (["-o", "out", "--save-to-disk", "mine"], "mine holds files rmdata did not make"),
         (["-o", "/proc/rmdata-scores"], "cannot write under /proc"),
+        (["-o", "new/../out/x/.."], "--output new/../out/x/..: goes up (..) from new, which is not an existing"),
         (["-o", "out", "--max-length", "1"], "--max-length 1: a scored sequence needs at least 2 tokens"),
         (["-o", "out", "--max-length", "0"], "--max-length 0: a scored sequence needs at least 2 tokens"),
     ],
