@@ -77,7 +77,7 @@ def shard_path(directory: Path, index: int) -> Path:
 def content_fingerprint(directory: Path) -> tuple[int, str]:
     """(total bytes, sha256) of ``directory``'s Parquet shards: their names and every byte, in name order.
 
-    Reads the shards once (sha256 runs at about 1 GB/s, small next to writing them).
+    Reads the shards once more after writing them (a small cost next to writing them).
     """
     digest, total = hashlib.sha256(), 0
     for shard in sorted((directory / DATA_DIR).glob("*.parquet")):
