@@ -18,6 +18,8 @@ REQUIRED = ("prompt_id", "response_id", "prompt", "response", "reward")
 ROW = "_row"  # the row's position in the scanned inputs: the key that joins decisions back to texts
 CHUNK_ROWS = 131_072  # rows read back at a time (whole row groups; at least one)
 MAKE_ONE = "make one with `rmdata score CORPUS` (it writes rmdata-out/scores; --output DIR for another place)"
+# what reading damaged Parquet data raises: polars errors, I/O errors, and a panic in polars' reader
+READ_ERRORS: tuple[type[BaseException], ...] = (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException)
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,11 @@ class ScoreTable:
         page becomes one error naming the file (each file is then read alone to find it)."""
         try:
             return query.collect(engine="streaming")
-        except pl.exceptions.PolarsError as err:
+        except READ_ERRORS as err:
             for file in self.files:
                 try:
                     pl.scan_parquet(file).select(columns).collect(engine="streaming")
-                except pl.exceptions.PolarsError as own:
+                except READ_ERRORS as own:
                     raise damaged(file, own) from own
             raise damaged(", ".join(self.files), err) from err
 
@@ -86,17 +88,20 @@ class ScoreTable:
                 continue
             try:
                 block = pl.scan_parquet(file).slice(offset, size).select(columns).collect()
-            except pl.exceptions.PolarsError as err:
+            except READ_ERRORS as err:
                 raise damaged(file, err) from err
             mask = np.zeros(size, dtype=bool)
             mask[rows[low:high] - start] = True
             yield int(low), block.filter(pl.Series(mask))
 
 
-def damaged(file: str, err: Exception) -> RmdataError:
+def damaged(file: str, err: BaseException) -> RmdataError:
     """A Parquet file whose footer reads but whose data does not (damaged pages, a bad copy)."""
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return RmdataError(f"{file}: its Parquet data cannot be read ({reason}); the file is damaged: {MAKE_ONE} again")
+    return RmdataError(
+        f"{file}: its Parquet data cannot be read ({reason}); the file is damaged: copy it again, or rescore "
+        "(`rmdata score CORPUS -o DIR`)"
+    )
 
 
 def _is_id(dtype: pl.DataType) -> bool:
@@ -159,7 +164,7 @@ def open_scores(inputs: Sequence[str | Path]) -> ScoreTable:
     for f in files:
         try:
             this = dict(pl.read_parquet_schema(f))
-        except Exception as err:  # polars raises several types for a broken file
+        except (Exception, pl.exceptions.PanicException) as err:  # polars raises several types for a broken file
             raise RmdataError(f"{f}: not a readable Parquet file ({err}); {MAKE_ONE}") from err
         check_columns(f, this)
         if schema is None:

@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from rmdata.curate.ranking import REASON
-from rmdata.curate.source import ROW, ScoreTable
+from rmdata.curate.source import READ_ERRORS, ROW, ScoreTable
 from rmdata.dataset_dir import DATA_DIR, shard_path
 from rmdata.errors import RmdataError
 from rmdata.io import atomic_path, write_text_atomic
@@ -287,7 +287,7 @@ def write_rejects(table: ScoreTable, dropped: pl.DataFrame, path: Path) -> int:
                 frame.sink_parquet(tmp, engine="streaming")
             else:
                 frame.sink_ndjson(tmp, engine="streaming")
-        except pl.exceptions.PolarsError:
+        except READ_ERRORS:
             table.collect(table.scan().select(list(table.schema)), list(table.schema))  # names the damaged file
             raise
     return dropped.height
