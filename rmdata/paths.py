@@ -25,14 +25,22 @@ def check_output_paths(outputs: Sequence[Named], inputs: Sequence[Named] = ()) -
     sources = [(name, Path(path)) for name, path in inputs if path is not None and _on_disk(str(path))]
     for i, (name, out) in enumerate(given):
         _check_climbs(name, out)
-        for other_name, other in sources + given[i + 1 :]:
-            relation = _overlap(out, other)
-            if relation:
-                raise RmdataError(
-                    f"{name} {out} {relation} {other_name} {other}: an output may not overwrite what the command "
-                    f"reads or writes elsewhere; choose another {name}"
-                )
+        for other_name, other in sources:
+            _refuse_overlap((name, out), (other_name, other))
+        for other_name, other in given[i + 1 :]:
+            if _overlap(out, other) == "contains":  # name the inner output: the one to move
+                _refuse_overlap((other_name, other), (name, out))
+            _refuse_overlap((name, out), (other_name, other))
         _check_writable(name, out)
+
+
+def _refuse_overlap(output: tuple[str, Path], other: tuple[str, Path]) -> None:
+    relation = _overlap(output[1], other[1])
+    if relation:
+        raise RmdataError(
+            f"{output[0]} {output[1]} {relation} {other[0]} {other[1]}: an output may not overwrite what the "
+            f"command reads or writes elsewhere; choose another {output[0]}"
+        )
 
 
 def _check_climbs(name: str, path: Path) -> None:

@@ -146,7 +146,10 @@ def _parquet_files(path: Path) -> list[Path]:
     marker = read_marker(path)
     if marker is not None and marker["kind"] != "scores":
         raise RmdataError(f"{path} is an rmdata {marker['kind']} directory, not a score output; {MAKE_ONE}")
-    files = sorted((path / DATA_DIR).glob("*.parquet")) or sorted(path.rglob("*.parquet"))
+    files = sorted((path / DATA_DIR).glob("*.parquet"))
+    if not files and marker is None:  # a directory of Parquet files; hidden ones (temporary files) are skipped
+        hidden = [f for f in path.rglob("*.parquet") if any(p.startswith(".") for p in f.relative_to(path).parts)]
+        files = sorted(set(path.rglob("*.parquet")) - set(hidden))
     if not files:
         raise RmdataError(f"{path} holds no Parquet files, so it is not a score output; {MAKE_ONE}")
     return files

@@ -90,7 +90,7 @@ def corpus(path: Path, **extra: object) -> Path:
         (["-o", "MODEL/scores"], "--output MODEL/scores is inside --model MODEL"),
         (["-o", "c.jsonl"], "--output c.jsonl is input c.jsonl"),
         (["-o", "out", "--save-to-disk", "out"], "--output out is --save-to-disk out"),
-        (["-o", "out", "--save-to-disk", "out/arrow"], "--output out contains --save-to-disk out/arrow"),
+        (["-o", "out", "--save-to-disk", "out/arrow"], "--save-to-disk out/arrow is inside --output out"),
         (["-o", "out", "--save-to-disk", "MODEL"], "--save-to-disk MODEL is --model MODEL"),
         (["-o", "out", "--save-to-disk", "mine"], "mine holds files rmdata did not make"),
         (["-o", "/proc/rmdata-scores"], "cannot write under /proc"),
