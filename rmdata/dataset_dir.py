@@ -16,6 +16,7 @@ Dataset layout (what ``datasets.load_dataset(DIR)`` and ``polars.scan_parquet(DI
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -111,25 +112,43 @@ def shard_path(directory: Path, index: int) -> Path:
     return directory / DATA_DIR / f"train-{index:05d}.parquet"
 
 
+def content_fingerprint(directory: Path) -> tuple[int, str]:
+    """(total bytes, sha256) of ``directory``'s Parquet shards: their names and every byte, in name order.
+
+    Reads the shards once more after writing them (a small cost next to writing them).
+    """
+    digest, total = hashlib.sha256(), 0
+    for shard in sorted((directory / DATA_DIR).glob("*.parquet")):
+        digest.update(f"{shard.name}\0{shard.stat().st_size}\0".encode())
+        with shard.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                total += len(chunk)
+    return total, digest.hexdigest()
+
+
 def dataset_card(
     title: str,
     body: str,
+    directory: Path,
     *,
     pretty_name: str | None = None,
     tags: Sequence[str] = (),
-    size: tuple[int, int] | None = None,
 ) -> str:
-    """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards.
+    """A dataset card whose YAML header points ``datasets.load_dataset(DIR)`` at the Parquet shards of ``directory``.
 
-    ``size`` = (rows, total Parquet bytes): the bytes go into ``dataset_info.download_size``. Give it:
-    ``datasets`` (5.2) keys its cache of a local directory on the directory's name and the card's header
-    only, so without it every ``.../sft`` directory on a machine shares one cache entry and
-    ``load_dataset`` returns another run's rows.
+    Write the shards first: the header's ``dataset_info`` carries their byte count and content fingerprint
+    (``description: "rmdata data/*.parquet sha256:..."``). ``datasets`` (5.2) keys its cache of a local
+    directory whose card has a ``configs:`` header on the directory's name and that header only, not on the
+    files: without a fingerprint, a re-run into the same directory, or another directory of the same name,
+    loads the rows first cached. With it, new rows give a new cache entry (identical rows share one).
     """
+    size, fingerprint = content_fingerprint(directory)
     header = ["---", "configs:", "- config_name: default", "  data_files:", "  - split: train"]
     header.append(f"    path: {SHARD_GLOB}")
-    if size is not None:  # (rows, bytes): only the byte count goes in, a partial `splits` entry draws a warning
-        header += ["dataset_info:", "  config_name: default", f"  download_size: {size[1]}"]
+    # only the byte count and a description: a partial `splits` entry draws a warning from datasets
+    header += ["dataset_info:", "  config_name: default", f"  download_size: {size}"]
+    header.append(f"  description: {json.dumps(f'rmdata {SHARD_GLOB} sha256:{fingerprint}')}")
     if pretty_name:
         header.append(f"pretty_name: {json.dumps(pretty_name)}")
     if tags:

@@ -26,6 +26,7 @@ TOP_LEVEL = {
     "options": set(),
     "io": {"rmdata.data.drops"},
     "errors": set(),
+    "paths": set(),
     "progress": set(),
     "dataset_dir": set(),
     "distributed": set(),

@@ -17,6 +17,19 @@ _NORMALIZE_HELP = "Rescale rewards within each --by group before the rules: none
 _BY_HELP = "Column whose groups --normalize rescales separately (e.g. generator, source); default: the whole table."
 _PENALTY_HELP = "Rank by reward - L x num_tokens (tokens, not characters)."
 _REJECTS_HELP = "Also write the dropped rows with their reason: .parquet, .jsonl or .ndjson."
+_ON_ERROR_HELP = (
+    "A NaN or infinite reward: fail stops before any output, naming file and row; "
+    "skip drops such rows (reason non_finite_reward). Null rewards are always dropped as missing_reward."
+)
+
+
+def _check_paths(inputs: list[Path] | None, output: Path, rejects: Path | None) -> None:
+    """-o and --rejects never name a score table read, nor each other (see rmdata.paths)."""
+    from rmdata.curate.source import DEFAULT_SCORES
+    from rmdata.paths import check_output_paths
+
+    reads = [("input", p) for p in inputs or [Path(DEFAULT_SCORES)]]
+    check_output_paths([("--output", output), ("--rejects", rejects)], reads)
 
 
 def _report(kind: str, unit: str, result: Result) -> None:
@@ -49,6 +62,7 @@ def filter_command(
     ] = 1,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/sft"),
     rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help=_ON_ERROR_HELP)] = "fail",
 ) -> None:
     """Select SFT data: the best responses per prompt (rules combine: all must hold), as `messages` rows.
 
@@ -59,8 +73,9 @@ def filter_command(
     from rmdata.curate.rules import FilterRules
     from rmdata.curate.run import run_filter
 
+    _check_paths(inputs, output, rejects)
     rules = FilterRules(top_k=top_k, top_p=top_p, min_score=min_score, min_responses=min_responses)
-    result = run_filter(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
+    result = run_filter(inputs or [], ScoreOptions(normalize, by, length_penalty, on_error), rules, output, rejects)
     _report("sft", "rows", result)
 
 
@@ -85,6 +100,7 @@ def build_dpo_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of best-vs-random's draw.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/dpo"),
     rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help=_ON_ERROR_HELP)] = "fail",
 ) -> None:
     """Build DPO pairs within each prompt, in TRL's conversational preference format.
 
@@ -95,6 +111,7 @@ def build_dpo_command(
     from rmdata.curate.ranking import ScoreOptions
     from rmdata.curate.run import run_build_dpo
 
+    _check_paths(inputs, output, rejects)
     rules = PairRules(margin, strategy, max_pairs_per_prompt, tie_epsilon, seed)
-    result = run_build_dpo(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
+    result = run_build_dpo(inputs or [], ScoreOptions(normalize, by, length_penalty, on_error), rules, output, rejects)
     _report("dpo", "pairs", result)

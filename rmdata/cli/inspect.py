@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from rmdata.cli.app import app
+from rmdata.cli.app import app, strict_json
 from rmdata.data.formats import FORMATS
 
 
@@ -38,7 +37,7 @@ def inspect(
 
     report = inspect_paths(paths, data_format)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        typer.echo(strict_json(report.to_dict()))
     else:
         render_report(report)
     raise typer.Exit(1 if report.invalid else 0)

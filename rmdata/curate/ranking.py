@@ -24,11 +24,12 @@ import polars as pl
 
 from rmdata.curate.draw import draws
 from rmdata.curate.source import ROW, ScoreTable, check_column
-from rmdata.data.drops import DUPLICATE_RESPONSE, MISSING_REWARD, REASONS, TOO_FEW_RESPONSES
+from rmdata.data.drops import DUPLICATE_RESPONSE, MISSING_REWARD, NON_FINITE_REWARD, REASONS, TOO_FEW_RESPONSES
 from rmdata.errors import RmdataError
 
 Normalize = Literal["none", "zscore", "rank"]
 NORMALIZE_CHOICES: tuple[str, ...] = ("none", "zscore", "rank")
+ON_ERROR_CHOICES: tuple[str, ...] = ("fail", "skip")
 REASON = "reason"  # null while a row is kept; the drop reason's name once a rule drops it
 REASON_TYPE = pl.Enum(list(REASONS))  # one byte-sized code per row instead of a string
 GROUP = "_group"
@@ -45,8 +46,11 @@ class ScoreOptions:
     normalize: str = "none"
     by: str | None = None
     length_penalty: float = 0.0
+    on_error: str = "fail"  # a NaN or infinite reward: fail refuses the table (naming the row), skip drops the row
 
     def check(self, table: ScoreTable) -> None:
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise RmdataError(f"--on-error {self.on_error}: choose one of {', '.join(ON_ERROR_CHOICES)}")
         if self.normalize not in NORMALIZE_CHOICES:
             raise RmdataError(f"--normalize {self.normalize}: choose one of {', '.join(NORMALIZE_CHOICES)}")
         if self.by is not None:
@@ -82,7 +86,10 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
         columns.append(pl.col(options.by).alias(GROUP))
     # the scan holds only row-wise expressions, so the streaming engine reads the texts batch by batch;
     # the prompt rank (a sort of the strings) runs on the narrow result
-    narrow = table.scan().select(columns).collect(engine="streaming")
+    read = [
+        c for c in ("prompt_id", "response_id", "reward", "response", "num_tokens", options.by) if c and table.has(c)
+    ]
+    narrow = table.collect(table.scan().select(columns), read)
     if draw_seed is not None:
         narrow = narrow.with_columns(draws(draw_seed, narrow.get_column("prompt_id"), narrow.get_column("response_id")))
     prompt = pl.col("prompt_id").rank("dense").cast(pl.UInt32).alias(PROMPT)
@@ -105,9 +112,24 @@ def drop_where(condition: pl.Expr, reason: str) -> pl.Expr:
 
 
 def drop_missing_rewards(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Rows whose reward is null or NaN cannot be ranked: ``missing_reward``."""
+    """Rows whose reward is null cannot be ranked: ``missing_reward``; NaN or infinite: ``non_finite_reward``."""
     reward = pl.col("reward")
-    return frame.with_columns(drop_where(reward.is_null() | reward.is_nan(), MISSING_REWARD))
+    missing = frame.with_columns(drop_where(reward.is_null(), MISSING_REWARD))
+    return missing.with_columns(drop_where(~reward.is_finite(), NON_FINITE_REWARD))
+
+
+def refuse_non_finite(table: ScoreTable, frame: pl.DataFrame) -> None:
+    """Under ``--on-error fail``: a NaN or infinite reward stops the run, naming its file and row."""
+    bad = frame.filter(pl.col("reward").is_not_null() & ~pl.col("reward").is_finite())
+    if bad.is_empty():
+        return
+    file, at = table.locate(int(bad.get_column(ROW).min()))  # type: ignore[arg-type]
+    value = bad.sort(ROW).get_column("reward")[0]
+    more = f" ({bad.height - 1:,} more rows too)" if bad.height > 1 else ""
+    raise RmdataError(
+        f"{file}: row {at}: reward is {value}, not a finite number{more}; rescore the table, or pass "
+        f"--on-error skip to drop such rows as {NON_FINITE_REWARD}"
+    )
 
 
 def add_score(kept: pl.LazyFrame, options: ScoreOptions) -> pl.LazyFrame:
@@ -194,11 +216,15 @@ def prepare(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept, dropped): kept rows scored, deduplicated and ranked among their prompt's distinct responses.
 
-    Drops, in order: ``missing_reward``, ``duplicate_response``, ``too_few_responses`` (fewer than
+    Drops, in order: ``missing_reward`` (``non_finite_reward`` too, under ``--on-error skip``),
+    ``duplicate_response``, ``too_few_responses`` (fewer than
     ``min_responses`` distinct responses). ``rank`` and ``responses`` of kept rows count distinct responses;
     kept rows are in ``ORDER``.
     """
-    frame = drop_missing_rewards(decision_frame(table, options, draw_seed).lazy()).collect()
+    frame = decision_frame(table, options, draw_seed)
+    if options.on_error == "fail":
+        refuse_non_finite(table, frame)
+    frame = drop_missing_rewards(frame.lazy()).collect()
     missing = pl.col(REASON).is_not_null()
     dropped = [frame.filter(missing)]
     ordered = sort_by_rank(add_score(frame.filter(~missing).lazy(), options).collect())

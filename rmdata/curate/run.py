@@ -32,6 +32,7 @@ LOOSEN = {
     "outside_top_p": "raise --top-p",
     "too_few_responses": "lower --min-responses, or score more responses per prompt",
     "missing_reward": "rescore: the table has no usable rewards",
+    "non_finite_reward": "rescore: the table's rewards are NaN or infinite",
     "below_margin": "lower --margin",
     "tie": "lower --tie-epsilon",
     "no_pair": "lower --margin or --tie-epsilon",
@@ -75,16 +76,16 @@ def _card(
     plot_paths: list[str],
     output: Path,
     usage: str,
-    shards: list[dict[str, Any]],
+    directory: Path,
 ) -> str:
+    """The card of the dataset written in ``directory`` (its shards already there), to be renamed to ``output``."""
     plot_lines = "\n".join(f"![{p}]({p})" for p in plot_paths)
     body = (
         f"Made by `rmdata {summary['command']}` from {', '.join(f'`{i}`' for i in summary['inputs'])}.\n\n"
         f"```python\nimport datasets\nds = datasets.load_dataset({str(output)!r}, split='train')\n{usage}\n```\n\n"
         f"{report.markdown(summary)}\n\n## Plots\n\n{plot_lines}\n"
     )
-    size = (sum(s["rows"] for s in shards), sum(s["bytes"] for s in shards))
-    return dataset_card(title, body, pretty_name=title, tags=["rmdata", kind], size=size)
+    return dataset_card(title, body, directory, pretty_name=title, tags=["rmdata", kind])
 
 
 def _write_rejects(table: Any, dropped: pl.DataFrame, rejects: Path | None) -> None:
@@ -112,20 +113,22 @@ def run_filter(
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("filter", rule_text, list(table.inputs), kept, dropped)
     report.render(summary)
-    _write_rejects(table, dropped, rejects)
     if kept.is_empty():
+        _write_rejects(table, dropped, rejects)
         _refuse_empty(summary, "rows")
     rows = kept.height
     with atomic_directory(output, overwrite=True) as tmp:
         plot_data = plots.plot_data(kept, dropped)
         decisions = kept.select(ROW, "score", "rank")
+        drops = dropped.select(ROW, *(c for c in (REASON, "score", "rank") if c in dropped.columns))
         del kept, dropped, judged  # the texts are read back next: free the decision frames first
         with plots.drawing_in_background(tmp, plot_data) as drawing:
             shards = write_sft(table, decisions, tmp)
+        _write_rejects(table, drops, rejects)  # after the texts read back: a damaged page leaves no file
         plot_paths = drawing.result()
         usage = "# TRL: trl.SFTTrainer(model=..., train_dataset=ds)  (conversational 'messages' column)"
         write_text_atomic(
-            tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards)
+            tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, tmp)
         )
         _finish(tmp, "sft", shards, summary, options, asdict(rules), start)
     return Result(output, rows, summary, rejects)
@@ -155,22 +158,22 @@ def run_build_dpo(
     summary = report.summarize("build-dpo", rule_text, list(table.inputs), used, dropped, pairs=pairs,
                                pair_drops=pair_drops)  # fmt: skip
     report.render(summary)
-    _write_rejects(table, dropped, rejects)
     if pairs.is_empty():
+        _write_rejects(table, dropped, rejects)
         _refuse_empty(summary, "pairs")
     rows = pairs.height
     with atomic_directory(output, overwrite=True) as tmp:
         plot_data = plots.plot_data(used, dropped, margins=pairs.get_column("margin"), margin=rules.margin,
                                     kept_label="in a pair")  # fmt: skip
         pairs = pairs.select("chosen_row", "rejected_row", "chosen_score", "rejected_score", "margin")
+        drops = dropped.select(ROW, *(c for c in (REASON, "score", "rank") if c in dropped.columns))
         del ranked, used, unused, dropped, judged, pair_drops  # free the decision frames before reading texts
         with plots.drawing_in_background(tmp, plot_data) as drawing:
             shards = write_dpo(table, pairs, tmp)
+        _write_rejects(table, drops, rejects)  # after the texts read back: a damaged page leaves no file
         plot_paths = drawing.result()
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
-        write_text_atomic(
-            tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards)
-        )
+        write_text_atomic(tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, tmp))
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
     return Result(output, rows, summary, rejects)
 

@@ -18,6 +18,8 @@ REQUIRED = ("prompt_id", "response_id", "prompt", "response", "reward")
 ROW = "_row"  # the row's position in the scanned inputs: the key that joins decisions back to texts
 CHUNK_ROWS = 131_072  # rows read back at a time (whole row groups; at least one)
 MAKE_ONE = "make one with `rmdata score CORPUS` (it writes rmdata-out/scores; --output DIR for another place)"
+# what reading damaged Parquet data raises: polars errors, I/O errors, and a panic in polars' reader
+READ_ERRORS: tuple[type[BaseException], ...] = (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,29 @@ class ScoreTable:
 
     def has(self, column: str) -> bool:
         return column in self.schema
+
+    def locate(self, row: int) -> tuple[str, int]:
+        """The file holding the table's row ``row`` (a ``_row`` value) and the row's 0-based position in it."""
+        start = 0
+        for file in self.files:
+            rows = pq.read_metadata(file).num_rows
+            if row < start + rows:
+                return file, row - start
+            start += rows
+        raise IndexError(row)
+
+    def collect(self, query: pl.LazyFrame, columns: Sequence[str]) -> pl.DataFrame:
+        """``query`` (a scan of this table reading ``columns``) run by the streaming engine; a damaged data
+        page becomes one error naming the file (each file is then read alone to find it)."""
+        try:
+            return query.collect(engine="streaming")
+        except READ_ERRORS as err:
+            for file in self.files:
+                try:
+                    pl.scan_parquet(file).select(columns).collect(engine="streaming")
+                except READ_ERRORS as own:
+                    raise damaged(file, own) from own
+            raise damaged(", ".join(self.files), err) from err
 
     def chunks(self) -> list[tuple[str, int, int, int]]:
         """``(file, first row in the file, first row in the table, rows)``: consecutive row groups of one
@@ -61,10 +86,54 @@ class ScoreTable:
             low, high = np.searchsorted(rows, [start, start + size])
             if low == high:
                 continue
-            block = pl.scan_parquet(file).slice(offset, size).select(columns).collect()
+            try:
+                block = pl.scan_parquet(file).slice(offset, size).select(columns).collect()
+            except READ_ERRORS as err:
+                raise damaged(file, err) from err
             mask = np.zeros(size, dtype=bool)
             mask[rows[low:high] - start] = True
             yield int(low), block.filter(pl.Series(mask))
+
+
+def damaged(file: str, err: BaseException) -> RmdataError:
+    """A Parquet file whose footer reads but whose data does not (damaged pages, a bad copy)."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return RmdataError(
+        f"{file}: its Parquet data cannot be read ({reason}); the file is damaged: copy it again, or rescore "
+        "(`rmdata score CORPUS -o DIR`)"
+    )
+
+
+def _is_id(dtype: pl.DataType) -> bool:
+    return dtype == pl.String or dtype.is_integer()
+
+
+def check_columns(file: Path | str, schema: dict[str, pl.DataType]) -> None:
+    """The core columns' types, as ``rmdata score`` writes them; the error names the file and the column."""
+    missing = [c for c in REQUIRED if c not in schema]
+    if missing:
+        raise RmdataError(
+            f"{file} is not a score output: it has no {', '.join(missing)} column(s) "
+            f"(has {', '.join(schema) or 'none'}); {MAKE_ONE}"
+        )
+    wrong = {c: "text or an integer id" for c in ("prompt_id", "response_id") if not _is_id(schema[c])}
+    if schema["response"] != pl.String:
+        wrong["response"] = "text"
+    if not schema["reward"].is_numeric() and schema["reward"] != pl.Null:
+        wrong["reward"] = "a number (float)"
+    prompt = schema["prompt"]
+    fields = (
+        {f.name: f.dtype for f in prompt.inner.fields}
+        if isinstance(prompt, pl.List) and isinstance(prompt.inner, pl.Struct)
+        else {}
+    )
+    if fields.get("role") != pl.String or fields.get("content") != pl.String:
+        wrong["prompt"] = "a message list [{role, content}]"
+    if wrong:
+        column = next(iter(wrong))
+        raise RmdataError(
+            f"{file}: column {column} is {schema[column]}, not {wrong[column]} as in a score output; {MAKE_ONE}"
+        )
 
 
 def _parquet_files(path: Path) -> list[Path]:
@@ -77,7 +146,10 @@ def _parquet_files(path: Path) -> list[Path]:
     marker = read_marker(path)
     if marker is not None and marker["kind"] != "scores":
         raise RmdataError(f"{path} is an rmdata {marker['kind']} directory, not a score output; {MAKE_ONE}")
-    files = sorted((path / DATA_DIR).glob("*.parquet")) or sorted(path.rglob("*.parquet"))
+    files = sorted((path / DATA_DIR).glob("*.parquet"))
+    if not files and marker is None:  # a directory of Parquet files; hidden ones (temporary files) are skipped
+        hidden = [f for f in path.rglob("*.parquet") if any(p.startswith(".") for p in f.relative_to(path).parts)]
+        files = sorted(set(path.rglob("*.parquet")) - set(hidden))
     if not files:
         raise RmdataError(f"{path} holds no Parquet files, so it is not a score output; {MAKE_ONE}")
     return files
@@ -95,21 +167,14 @@ def open_scores(inputs: Sequence[str | Path]) -> ScoreTable:
     for f in files:
         try:
             this = dict(pl.read_parquet_schema(f))
-        except Exception as err:  # polars raises several types for a broken file
+        except (Exception, pl.exceptions.PanicException) as err:  # polars raises several types for a broken file
             raise RmdataError(f"{f}: not a readable Parquet file ({err}); {MAKE_ONE}") from err
-        missing = [c for c in REQUIRED if c not in this]
-        if missing:
-            raise RmdataError(
-                f"{f} is not a score output: it has no {', '.join(missing)} column(s) "
-                f"(has {', '.join(this) or 'none'}); {MAKE_ONE}"
-            )
+        check_columns(f, this)
         if schema is None:
             schema = this
         elif this != schema:
             raise RmdataError(f"{f} has other columns or types than {files[0]}; curate one score output at a time")
     assert schema is not None
-    if not isinstance(schema["prompt"], pl.List):
-        raise RmdataError(f"{files[0]}: column prompt must be a message list (score output); {MAKE_ONE}")
     return ScoreTable(tuple(str(f) for f in files), schema, tuple(str(p) for p in paths))
 
 

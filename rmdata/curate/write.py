@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from rmdata.curate.ranking import REASON
-from rmdata.curate.source import ROW, ScoreTable
+from rmdata.curate.source import READ_ERRORS, ROW, ScoreTable
 from rmdata.dataset_dir import DATA_DIR, shard_path
 from rmdata.errors import RmdataError
 from rmdata.io import atomic_path, write_text_atomic
@@ -266,6 +266,8 @@ def check_rejects_path(path: Path, output: Path) -> None:
     """The rejects file must be .parquet, .jsonl or .ndjson, and outside the output directory."""
     if path.suffix not in REJECT_SUFFIXES:
         raise RmdataError(f"--rejects {path}: name a .parquet, .jsonl or .ndjson file")
+    if path.is_dir():
+        raise RmdataError(f"--rejects {path} is a directory; name a .parquet, .jsonl or .ndjson file to write")
     if path.resolve().is_relative_to(output.resolve()):
         raise RmdataError(f"--rejects {path} is inside --output {output}, which is replaced whole; put it elsewhere")
 
@@ -280,10 +282,14 @@ def write_rejects(table: ScoreTable, dropped: pl.DataFrame, path: Path) -> int:
         .select(pl.col(REASON).cast(pl.String), *table.schema, *[c for c in columns if c != REASON])
     )
     with atomic_path(path) as tmp:
-        if REJECT_SUFFIXES[path.suffix] == "parquet":
-            frame.sink_parquet(tmp, engine="streaming")
-        else:
-            frame.sink_ndjson(tmp, engine="streaming")
+        try:
+            if REJECT_SUFFIXES[path.suffix] == "parquet":
+                frame.sink_parquet(tmp, engine="streaming")
+            else:
+                frame.sink_ndjson(tmp, engine="streaming")
+        except READ_ERRORS:
+            table.collect(table.scan().select(list(table.schema)), list(table.schema))  # names the damaged file
+            raise
     return dropped.height
 
 

@@ -26,8 +26,10 @@ RESPONSE_TOO_LONG = "response_too_long"
 IDENTICAL_AFTER_TRUNCATION = "identical_after_truncation"
 # tokens: a pair longer than one packed row (data.max_packed_length)
 OVER_MAX_PACKED_LENGTH = "over_max_packed_length"
-# curate: a scored row whose reward is null or NaN
+# curate: a scored row whose reward is null
 MISSING_REWARD = "missing_reward"
+# curate, --on-error skip: a scored row whose reward is NaN or infinite (refused without --on-error skip)
+NON_FINITE_REWARD = "non_finite_reward"
 # curate: the same response text as a better-scored response of the same prompt
 DUPLICATE_RESPONSE = "duplicate_response"
 # curate: the prompt has fewer distinct responses than the command needs (--min-responses; 2 for build-dpo)
@@ -59,7 +61,8 @@ REASONS: dict[str, str] = {
     RESPONSE_TOO_LONG: "the response and reward token do not fit max_length, even with the prompt cut away",
     IDENTICAL_AFTER_TRUNCATION: "chosen and rejected are the same tokens once the prompt is cut",
     OVER_MAX_PACKED_LENGTH: "the pair is longer than one packed row (data.max_packed_length)",
-    MISSING_REWARD: "the scored row has no reward (null or NaN)",
+    MISSING_REWARD: "the scored row has no reward (null)",
+    NON_FINITE_REWARD: "the reward is NaN or infinite (--on-error skip; the default refuses the table)",
     DUPLICATE_RESPONSE: "the same response text as a better-scored response of the same prompt",
     TOO_FEW_RESPONSES: "the prompt has fewer distinct responses than needed (--min-responses; 2 for build-dpo)",
     BELOW_MIN_SCORE: "the score is under --min-score",

@@ -3,8 +3,11 @@
 A file is read by its name (``.jsonl``/``.ndjson``/``.json``, optionally ``.gz``/``.zst``; ``.parquet``;
 ``.csv``). A directory is a ``datasets`` ``save_to_disk`` output (``state.json``, or ``dataset_dict.json``
 with one folder per split) or a Hugging Face Hub layout (``data/train-00000-of-00001.parquet``), whose
-files are grouped into splits by the split words in their names or folders. The ``train`` split is read
-unless the directory holds a single other split; several splits and no train is an error.
+files are grouped into splits by the split words in their names or folders. Of a Hub-layout directory only
+the files its card's YAML ``configs:`` header names are read, else only those under ``data/`` when it has
+one (a directory rmdata wrote: its shards, never ``manifest.json``, ``rejects.jsonl`` or the card). The
+``train`` split is read unless the directory holds a single other split; several splits and no train is an
+error.
 
 A path that does not exist but reads as a Hub dataset id (``org/name``, optional ``:split`` and
 ``@revision``) is read through ``datasets.load_dataset`` and its cache (see :mod:`rmdata.data.hub`).
@@ -191,9 +194,31 @@ def pick_split(path: str, splits: list[str]) -> str:
 
 
 def _resolve_hub_dir(p: Path) -> InputInfo:
+    """A Hub-layout directory's files of one split: those its card's ``configs:`` header names, else those
+    under ``data/`` (all that is read in a directory rmdata wrote), else every data file in it; side files
+    (``manifest.json``, ``rejects.jsonl``, plots) beside ``data/`` are never read as data."""
+    from rmdata.dataset_dir import DATA_DIR, MARKER
+
+    by_split = _card_splits(p)
+    if not by_split and ((p / MARKER).is_file() or (p / DATA_DIR).is_dir()):
+        by_split = _split_files(p / DATA_DIR, p)
+        if not by_split and (p / MARKER).is_file():
+            raise RmdataError(f"{p}: an rmdata output with no data files under {DATA_DIR}/ (an unfinished run?)")
+    if not by_split:
+        by_split = _split_files(p, p)
+    if not by_split:
+        raise RmdataError(f"{p}: directory holds no data files (.jsonl, .json, .parquet, .csv) and no saved dataset")
+    split = pick_split(str(p), list(by_split))
+    return InputInfo(str(p), "hub", by_split[split], split, sorted(by_split))
+
+
+def _split_files(root: Path, base: Path) -> dict[str, list[str]]:
+    """Data files under ``root`` (hidden ones skipped) grouped by split (of their path relative to ``base``)."""
     by_split: dict[str, list[str]] = {}
-    for f in sorted(p.rglob("*")):
-        rel = f.relative_to(p)
+    if not root.is_dir():
+        return by_split
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(base)
         if not f.is_file() or any(part.startswith(".") for part in rel.parts):
             continue
         try:
@@ -201,10 +226,47 @@ def _resolve_hub_dir(p: Path) -> InputInfo:
         except RmdataError:
             continue  # README.md, .gitattributes and other non-data files
         by_split.setdefault(split_of(rel), []).append(str(f))
-    if not by_split:
-        raise RmdataError(f"{p}: directory holds no data files (.jsonl, .json, .parquet, .csv) and no saved dataset")
-    split = pick_split(str(p), list(by_split))
-    return InputInfo(str(p), "hub", by_split[split], split, sorted(by_split))
+    return by_split
+
+
+def _card_splits(p: Path) -> dict[str, list[str]]:
+    """The data files of the default config in ``p/README.md``'s YAML ``configs:`` header, by split; empty
+    when there is no such header (then the directory's layout decides)."""
+    import yaml
+
+    try:
+        text = (p / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    end = text.find("\n---", 3)
+    if not text.startswith("---") or end < 0:
+        return {}
+    try:
+        header = yaml.safe_load(text[3:end])
+    except yaml.YAMLError:
+        return {}
+    configs = header.get("configs") if isinstance(header, dict) else None
+    configs = [c for c in configs if isinstance(c, dict)] if isinstance(configs, list) else []
+    if not configs:
+        return {}
+    config = next((c for c in configs if c.get("default") is True or c.get("config_name") == "default"), configs[0])
+    data_files = config.get("data_files")
+    if isinstance(data_files, dict):
+        entries = list(data_files.items())
+    elif isinstance(data_files, list) and all(isinstance(d, dict) for d in data_files):
+        entries = [(d.get("split", "train"), d.get("path")) for d in data_files]
+    else:
+        entries = [("train", data_files)]
+    root = p.resolve()
+    by_split: dict[str, list[str]] = {}
+    for split, patterns in entries:
+        for pattern in [patterns] if isinstance(patterns, str) else patterns if isinstance(patterns, list) else []:
+            if not isinstance(pattern, str) or not pattern or Path(pattern).is_absolute():
+                continue
+            for f in sorted(p.glob(pattern)):
+                if f.is_file() and f.resolve().is_relative_to(root):
+                    by_split.setdefault(str(split), []).append(str(f))
+    return by_split
 
 
 def _resolve_hub_id(text: str, ref: HubRef) -> InputInfo:

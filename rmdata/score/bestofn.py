@@ -104,16 +104,17 @@ def score_rows(
             keys = [response_id(prompt_id(p), reply) for p, (_, reply) in zip(prompts, part, strict=True)]
             first, inverse = unique_rows(keys)
             pick = first.tolist()
+            picked_sources = [locations[part[k][0]] for k in pick]
             seqs = encode_conversations(
                 model.tokenizer,
                 [prompts[k] for k in pick],
                 [part[k][1] for k in pick],
-                [locations[part[k][0]] for k in pick],
+                picked_sources,
                 max_length=max_length,
                 reward_token_id=model.reward_token_id,
             )
             unique = score_sequences(model, seqs.tokens, batch_tokens=batch_tokens, layout=layout,
-                                     progress=progress.scored)  # fmt: skip
+                                     progress=progress.scored, sources=picked_sources)  # fmt: skip
             progress.skip(len(part) - len(pick))
             scores[start : start + len(part)] = unique[inverse]
     bounds = np.cumsum([0] + [len(r["chosen"]) + len(r["rejected"]) for r in rows])

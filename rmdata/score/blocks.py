@@ -73,6 +73,7 @@ class BlockScorer:
                 batch_tokens=self.batch_tokens,
                 layout=self.layout,
                 progress=self.progress.scored,
+                sources=sources,
             )
             values.put(new, Values(rewards, seqs.lengths.astype(np.int32), seqs.truncated))
         self.progress.skip(len(ids) - len(new))

@@ -96,8 +96,12 @@ def score_sequences(
     batch_tokens: int,
     layout: str,
     progress: Progress | None = None,
+    sources: Sequence[str] = (),
 ) -> np.ndarray:
-    """Scores ``[n]`` float32 of ``sequences`` (each ends with its score token), index-aligned."""
+    """Scores ``[n]`` float32 of ``sequences`` (each ends with its score token), index-aligned.
+
+    A NaN or infinite score is an error naming the model and (from ``sources``, index-aligned) the row.
+    """
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
     scores = np.empty(len(sequences), dtype=np.float32)
     forward = _forward_packed if layout == "packed" else _forward_padded
@@ -108,7 +112,23 @@ def score_sequences(
             scores[members] = values.cpu().numpy()
             if progress is not None:
                 progress(len(members), batch.tokens)
+    check_finite(scores, model, sources)
     return scores
+
+
+def check_finite(scores: np.ndarray, model: ScoringModel, sources: Sequence[str] = ()) -> None:
+    """Refuse NaN or infinite scores: the model (its weights, dtype or head) is broken, not the data."""
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if not len(bad):
+        return
+    first = int(bad[0])
+    where = f"{sources[first]}: " if first < len(sources) else ""
+    dtype = str(model.dtype).removeprefix("torch.")
+    raise RmdataError(
+        f"{where}model {model.path} gave a non-finite score ({scores[first]}) to this row ({len(bad)} of "
+        f"{len(scores)} in the batch): its weights or head hold NaN/inf, or {dtype} overflows; check the model "
+        "(or try --dtype float32)"
+    )
 
 
 def _forward_packed(model: ScoringModel, seqs: list[np.ndarray]) -> torch.Tensor:

@@ -65,16 +65,22 @@ def score_pairs(
             prompts = block["prompt"].to_list() * 2
             sources = block["source"].to_list() * 2
             pick = first.tolist()
+            picked_sources = [sources[i] for i in pick]
             seqs = encode_conversations(
                 model.tokenizer,
                 [prompts[i] for i in pick],
                 [texts[i] for i in pick],
-                [sources[i] for i in pick],
+                picked_sources,
                 max_length=max_length,
                 reward_token_id=model.reward_token_id,
             )
             scores = score_sequences(
-                model, seqs.tokens, batch_tokens=batch_tokens, layout=layout, progress=progress.scored
+                model,
+                seqs.tokens,
+                batch_tokens=batch_tokens,
+                layout=layout,
+                progress=progress.scored,
+                sources=picked_sources,
             )[inverse]
             progress.skip(2 * n - len(pick))
             chosen.append(scores[:n])

@@ -102,7 +102,7 @@ def write_card(directory: Path, manifest: dict[str, Any], columns: list[str]) ->
         "",
         markdown_table([{"column": c, "meaning": COLUMN_DOCS.get(c, "carried from the input")} for c in columns]),
     ]
-    card = dataset_card("Scored responses", "\n".join(lines), tags=["rmdata", "reward-scores"])
+    card = dataset_card("Scored responses", "\n".join(lines), directory, tags=["rmdata", "reward-scores"])
     from rmdata.io import write_text_atomic
 
     write_text_atomic(directory / "README.md", card)

@@ -34,9 +34,10 @@ from rmdata.io import write_jsonl
 from rmdata.model.loading import ScoringModel, load_scoring_model
 from rmdata.score.blocks import BlockScorer
 from rmdata.score.config import ScoreConfig
-from rmdata.score.engine import resolve_batch_tokens, resolve_layout
-from rmdata.score.output import scored_frame, write_card
+from rmdata.score.engine import resolve_batch_tokens, resolve_layout, score_sequences
+from rmdata.score.output import SCORED, scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
+from rmdata.score.sequences import encode_conversations
 from rmdata.score.shards import PARTS_DIR, Manifest, blocks, content_digest, rank_of
 
 TOTALS = ("rows", "scored", "duplicates", "copied", "truncated", "tokens")
@@ -167,15 +168,41 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
         )
     if report.valid_rows == 0:
         raise RmdataError(f"{', '.join(cfg.inputs)}: none of the {report.records} records is valid; nothing to score")
+    clash = next((c for c in SCORED if c in report.carried and f"{c}_input" in report.carried), None)
+    if clash is not None:
+        raise RmdataError(
+            f"{', '.join(cfg.inputs)}: has both {clash} and {clash}_input columns; the output's {clash} is the score "
+            f"and an input {clash} is kept as {clash}_input: rename one of the two input columns"
+        )
+    if cfg.max_length is not None and cfg.max_length < 2:
+        raise RmdataError(f"--max-length {cfg.max_length}: a scored sequence needs at least 2 tokens")
+    if cfg.save_to_disk:
+        check_replaceable(Path(cfg.save_to_disk), ["arrow"], flag="--save-to-disk")
     layout = resolve_layout(cfg.layout, model.device)
     max_length = cfg.max_length or model.context_length
     batch_tokens = resolve_batch_tokens(cfg.batch_tokens, model.device)
+    _probe(model, max_length, batch_tokens, layout)
     out = Path(cfg.output)
     check_replaceable(out, ["scores"], flag="--no-resume")
     identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
     resume = cfg.resume and read_marker(out) is not None
     manifest = Manifest.open(out, identity, resume=resume, rank=world.rank, world_size=world.world_size)
     return _Run(cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, _stamps(report))
+
+
+def _probe(model: ScoringModel, max_length: int, batch_tokens: int, layout: str) -> None:
+    """One short conversation through the model before anything is written: ``--max-length`` too small to
+    score anything, or a model whose scores are NaN or infinite (damaged weights), is refused with no output."""
+    source = "a test conversation (user: Hello, assistant: Hi)"
+    seqs = encode_conversations(
+        model.tokenizer,
+        [[{"role": "user", "content": "Hello"}]],
+        ["Hi"],
+        [source],
+        max_length=max_length,
+        reward_token_id=model.reward_token_id,
+    )
+    score_sequences(model, seqs.tokens, batch_tokens=batch_tokens, layout=layout, sources=[source])
 
 
 def _start_output(run: _Run) -> None:

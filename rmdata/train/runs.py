@@ -125,6 +125,33 @@ def start_run(run: RunDir, recipe: Recipe, *, overwrite: bool) -> None:
     write_text_atomic(run.recipe, dump_recipe(recipe))
 
 
+def marker_stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of ``path``'s rmdata marker, or None: a new stamp means a new run was started there."""
+    try:
+        st = (path / MARKER).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def discard_unfinished_run(run: RunDir, *, stamp_before: tuple[int, int] | None, keep_directory: bool) -> None:
+    """After a new run was refused or failed: remove what it wrote, so nothing is left behind.
+
+    Only a run this process started (its marker's stamp differs from ``stamp_before``) that holds no
+    checkpoint and no model is touched; ``keep_directory`` (the directory existed before) empties it instead.
+    """
+    stamp = marker_stamp(run.path)
+    if stamp is None or stamp == stamp_before or not is_run_dir(run.path) or run.final.exists():
+        return
+    if run.checkpoints.is_dir() and any(run.checkpoints.iterdir()):
+        return
+    if not keep_directory:
+        shutil.rmtree(run.path)
+        return
+    for entry in run.path.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
 def environment_info() -> dict[str, Any]:
     """Versions that decide numerics, for run.json."""
     import torch

@@ -78,12 +78,17 @@ def test_min_responses_drops_prompts_with_fewer_distinct_responses(tmp_path: Pat
     assert result.summary["dropped"] == {"outside_top_k": 2, "too_few_responses": 2, "duplicate_response": 1}
 
 
-def test_missing_rewards_are_dropped_and_counted(tmp_path: Path) -> None:
-    rows = [row("p1", "a", None), row("p1", "b", float("nan")), row("p1", "c", 0.0)]
-    result = filter_rows(tmp_path, rows)
+def test_missing_and_non_finite_rewards_are_dropped_and_counted_under_skip(tmp_path: Path) -> None:
+    rows = [row("p1", "a", None), row("p1", "b", float("nan")), row("p1", "c", 0.0), row("p1", "d", float("inf"))]
+    result = filter_rows(tmp_path, rows, ScoreOptions(on_error="skip"))
     assert read_dir(tmp_path / "sft").get_column("response_id").to_list() == ["c"]
-    assert result.summary["dropped"] == {"missing_reward": 2}
-    assert result.summary["rows_in"] == 3 and result.summary["rows_kept"] == 1
+    assert result.summary["dropped"] == {"missing_reward": 1, "non_finite_reward": 2}
+    assert result.summary["rows_in"] == 4 and result.summary["rows_kept"] == 1
+    assert rejects(tmp_path / "rejects.jsonl") == {
+        "a": "missing_reward",
+        "b": "non_finite_reward",
+        "d": "non_finite_reward",
+    }
 
 
 def test_zscore_within_generator_before_the_global_floor(tmp_path: Path) -> None:
