@@ -98,10 +98,13 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
     """Load an export back into rmdata: the same trunk and head, so the same scores."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from rmdata.model.checks import check_model_dir, read_config
     from rmdata.model.internlm2 import is_internlm2, load_internlm2_reward  # InternLM2 hook: no remote code
     from rmdata.tokens.reward_token import RewardToken
 
     path = Path(path)
+    if path.is_dir():
+        check_model_dir(path, read_config(path), head=True)
     if is_internlm2(path):  # InternLM2 hook (a directory, or a hub id in the HF cache)
         return load_internlm2_reward(path, device=device, attention=attention)
     if not (path / "config.json").is_file():
