@@ -8,7 +8,8 @@ Needs TRL (``pip install 'rmdata[bench]'``); rmdata itself never imports it. Wha
 
 - **backbone and tokenizer**: one model directory (``--backbone``, or the tiny from-config model saved once
   to a directory) loaded by both; TRL as ``AutoModelForSequenceClassification`` (its new ``score`` head is
-  TRL's default init, rmdata's value head starts at zero: each tool's own default);
+  transformers' init, normal with std ``config.initializer_range``, rmdata's value head starts at zero: each tool's
+  own default; ``--trl-head-init zero`` starts TRL's at zero too, to measure what the init changes);
 - **pairs and tokens**: one fixed split (``benchmarks/_claims.py``). Both tools train on every training pair
   exactly once (one epoch). TRL is given the token ids rmdata's ``tokenize_pairs`` makes (chat template,
   prompt cut from the left, reward token appended; TRL skips its own tokenization for pre-tokenized
@@ -101,6 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="for both tools (default off; backbone on, to stay under ~5 GB)")  # fmt: skip
     p.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4],
                    help="comma-separated, default 0,1,2,3,4; per seed: split, tiny init, training seed")  # fmt: skip
+    p.add_argument("--trl-head-init", choices=("trl", "zero"), default="trl",
+                   help="TRL's new score head: its own init (default) or zeros, as rmdata's (an ablation)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch threads per tool (0 = torch's default)")
     p.add_argument("--out", default="rmdata-out/bench/vs_trl", help="folder for the split, models and runs")
     p.add_argument("--worker", choices=TOOLS, help=argparse.SUPPRESS)
@@ -183,6 +186,8 @@ def trl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     )
     set_seed(spec["seed"])
     model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=1, dtype=torch.float32)
+    if spec["trl_head_init"] == "zero":  # the ablation: TRL's head starts where rmdata's does
+        torch.nn.init.zeros_(model.score.weight)
     tokenizer.pad_token = export_pad_token(tokenizer, reward.id)[1]  # not the reward token, as rmdata exports
     peft_config = None
     if spec["finetune"] == "lora":
@@ -391,6 +396,7 @@ def run_seed(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, Any]:
         "max_length": args.max_length, "seed": seed, "lr": args.lr, "warmup_steps": warmup,
         "trl_batch": trl_batch(len(train), steps), "finetune": args.finetune, "lora": lora,
         "gradient_checkpointing": args.gradient_checkpointing, "threads": args.threads,
+        "trl_head_init": args.trl_head_init,
     }  # fmt: skip
     tools = {tool: run_worker(tool, spec, tmp) for tool in TOOLS}
     held = tokenize_file(str(split.eval), tokenizer, reward, args.max_length)
@@ -481,6 +487,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "seed_sets": "each seed: its own split (whole prompts held out), tiny-backbone init and training seed, "
             "the same for both tools (a paired comparison)",
             "threads": args.threads,
+            "trl_head_init": args.trl_head_init,
             "evaluator": "transformers AutoModelForSequenceClassification, one sequence at a time, same token ids",
         },
         "same_pairs": all(run["same_pairs"] for run in runs),
