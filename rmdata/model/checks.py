@@ -18,8 +18,8 @@ checked, reading files only (no weights are loaded):
 - tokenizer: at least one vocabulary file, and each JSON tokenizer file parses as an object.
 
 After the tokenizer is loaded, :func:`check_tokenizer_fits` refuses a ``reward_token_id`` outside the tokenizer
-and a tokenizer with more ids than the embedding has rows (such ids crash the forward pass on the first row
-that uses them).
+and a tokenizer with ids past the embedding's last row, the padding token excepted (rmdata never feeds it; any
+other such id crashes the forward pass on the first row that uses it).
 """
 
 from __future__ import annotations
@@ -288,10 +288,13 @@ def check_tokenizer_fits(path: Path, tokenizer: PreTrainedTokenizerBase, config:
             f"{path / 'config.json'}: reward_token_id={token_id} is not a token of the tokenizer ({size} tokens, ids "
             f"0-{size - 1}); set it to the reward token's id, or save the tokenizer the model was trained with"
         )
-    if vocab is not None and size > vocab:
+    unembedded = [i for i in range(vocab or size, size) if i != tokenizer.pad_token_id]  # pad ids are never fed
+    if vocab is not None and unembedded:
+        names = ", ".join(repr(t) for t in tokenizer.convert_ids_to_tokens(unembedded[:3]))
         raise RmdataError(
-            f"{path}: the tokenizer has {size} tokens but config.json vocab_size={vocab}: ids {vocab}-{size - 1} "
-            "have no embedding row; save the tokenizer the model was trained with (or resize the embeddings)"
+            f"{path}: the tokenizer has {size} tokens but config.json vocab_size={vocab}: {len(unembedded)} of them "
+            f"({names}{', ...' if len(unembedded) > 3 else ''}) have no embedding row; save the tokenizer the model "
+            "was trained with (or resize the embeddings)"
         )
 
 

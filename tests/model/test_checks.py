@@ -169,8 +169,23 @@ def test_a_tokenizer_with_more_ids_than_embedding_rows_is_refused(tmp_path: Path
     tokenizer = AutoTokenizer.from_pretrained(directory)
     tokenizer.add_tokens(["<|extra_a|>", "<|extra_b|>"])
     tokenizer.save_pretrained(directory)
-    with pytest.raises(RmdataError, match=r"the tokenizer has 263 tokens but config\.json vocab_size=261: ids 261-262"):
+    with pytest.raises(
+        RmdataError,
+        match=r"the tokenizer has 263 tokens but config\.json vocab_size=261: 2 of them \('<\|extra_a\|>', ",
+    ):
         load_scoring_model(directory, device="cpu")
+
+
+def test_an_unembedded_pad_token_alone_is_accepted(tmp_path: Path) -> None:
+    """A pad token added without resizing the embeddings: rmdata packs rows and never feeds a pad id."""
+    from transformers import AutoTokenizer
+
+    directory = save_hf_reward_model(tmp_path / "rm")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.add_special_tokens({"pad_token": "<|new_pad|>"})
+    tokenizer.save_pretrained(directory)
+    model = load_scoring_model(directory, device="cpu")
+    assert len(model.tokenizer) == 262 and model.tokenizer.pad_token_id == 261
 
 
 @pytest.fixture(scope="module")
