@@ -17,7 +17,8 @@ checked, reading files only (no weights are loaded):
   by name: ``score.weight`` ``[num_labels, hidden_size]``;
 - tokenizer: at least one vocabulary file, and each JSON tokenizer file parses as an object.
 
-After the tokenizer is loaded, :func:`check_tokenizer_fits` refuses a ``reward_token_id`` outside the tokenizer
+After the tokenizer is loaded, :func:`check_chat_template` renders a two-message conversation (a template with a
+syntax error would fail every row), and :func:`check_tokenizer_fits` refuses a ``reward_token_id`` outside the tokenizer
 and a tokenizer with ids past the embedding's last row, the padding token excepted (rmdata never feeds it; any
 other such id crashes the forward pass on the first row that uses it).
 """
@@ -40,7 +41,10 @@ SAFETENSORS_DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
 }  # fmt: skip
-POSITIVE_INT_KEYS = ("vocab_size", "hidden_size", "num_labels")
+POSITIVE_INT_KEYS = (
+    "vocab_size", "hidden_size", "num_labels", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "intermediate_size", "max_position_embeddings",
+)  # fmt: skip
 REEXPORT = "re-download or re-export the model (save_pretrained writes whole files)"
 
 
@@ -81,6 +85,8 @@ def check_gguf(file: Path) -> None:
 def read_config(path: Path) -> dict[str, Any]:
     """``config.json`` of ``path``: JSON, an object, with ``model_type`` and sane sizes."""
     file = path / "config.json"
+    if path.exists() and not path.is_dir():
+        raise RmdataError(f"model {path} is a file; give the model's directory (the one holding config.json)")
     if not path.is_dir():
         raise RmdataError(
             f"model {path} does not exist; train one with `rmdata train` (it writes rmdata-out/runs/latest/final), "
@@ -101,6 +107,11 @@ def read_config(path: Path) -> dict[str, Any]:
         raise RmdataError(
             f'{file}: no model_type (the field transformers picks the architecture by, e.g. "llama"); {REEXPORT}'
         )
+    architectures = config.get("architectures")
+    if architectures is not None and not (
+        isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
+    ):
+        raise RmdataError(f'{file}: architectures={architectures!r}; it must be a list of class names, e.g. ["..."]')
     for section, where in ((config, ""), (config.get("text_config"), "text_config.")):
         if not isinstance(section, dict):
             continue
@@ -145,7 +156,7 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
     """The tensor shapes a ``.safetensors`` file's header declares, after checking the file holds them exactly.
 
     Layout: 8 bytes little-endian header length ``n``, ``n`` bytes of JSON ``{name: {dtype, shape,
-    data_offsets: [begin, end]}}``, then the data; the tensors' byte ranges must cover the data exactly.
+    data_offsets: [begin, end]}}``, then the data; the tensors' byte ranges must tile the data exactly.
     """
     size = file.stat().st_size
     with file.open("rb") as handle:
@@ -162,7 +173,7 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
     if not isinstance(header, dict):
         raise RmdataError(f"{file}: corrupt safetensors header (not an object); {REEXPORT}")
     data = size - 8 - length
-    shapes, covered = {}, 0
+    shapes, ranges = {}, []
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -183,7 +194,16 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
                 f"{file}: tensor {name} ({dtype} {list(shape)}) has a byte range [{begin}, {end}) of the wrong size; "
                 f"the file is corrupt; {REEXPORT}"
             )
-        shapes[name], covered = shape, max(covered, end)
+        shapes[name] = shape
+        ranges.append((begin, end, name))
+    covered = 0
+    for begin, end, name in sorted(ranges):
+        if begin != covered:
+            raise RmdataError(
+                f"{file}: tensor {name} starts at data byte {begin}, not {covered} where the one before it ends "
+                f"(overlapping or gapped tensors): the file is corrupt; {REEXPORT}"
+            )
+        covered = end
     if covered != data:
         raise RmdataError(
             f"{file}: {data - covered} bytes after the last tensor; the file is corrupt (or two files were "
@@ -256,16 +276,16 @@ def check_shapes(
     if any(a in ARCHITECTURES for a in config.get("architectures") or []):
         return
     import torch
+    from huggingface_hub.errors import StrictDataclassError  # transformers 5 validates configs with these
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     try:
         built = AutoConfig.from_pretrained(path)
         with torch.device("meta"):
             model = (AutoModelForSequenceClassification if head else AutoModel).from_config(built)
-    except (OSError, KeyError, TypeError, ValueError) as err:
+    except (OSError, KeyError, TypeError, ValueError, StrictDataclassError) as err:
         raise RmdataError(
-            f"{path / 'config.json'}: transformers cannot build the model it describes ({str(err).splitlines()[0]}); "
-            f"{REEXPORT}"
+            f"{path / 'config.json'}: transformers cannot build the model it describes ({_one_line(err)}); {REEXPORT}"
         ) from err
     prefix = f"{model.base_model_prefix}."
     expected = {name.removeprefix(prefix): tuple(t.shape) for name, t in model.state_dict().items()}
@@ -296,6 +316,30 @@ def check_tokenizer_fits(path: Path, tokenizer: PreTrainedTokenizerBase, config:
             f"({names}{', ...' if len(unembedded) > 3 else ''}) have no embedding row; save the tokenizer the model "
             "was trained with (or resize the embeddings)"
         )
+
+
+def check_chat_template(path: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The tokenizer's chat template, when it has one, renders a user / assistant exchange (a broken one would
+    fail every row)."""
+    from jinja2 import TemplateError
+
+    if not getattr(tokenizer, "chat_template", None):
+        return  # whether one is needed is the caller's rule (scoring refuses a tokenizer without one)
+
+    probe = [{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Hello."}]
+    try:
+        tokenizer.apply_chat_template(probe, tokenize=False)
+    except TemplateError as err:
+        where = "chat_template.jinja" if (path / "chat_template.jinja").is_file() else "tokenizer_config.json"
+        raise RmdataError(
+            f"{path / where}: the chat template fails on a plain user / assistant exchange ({err}); fix the "
+            "template, or save the model's instruct tokenizer into the directory"
+        ) from err
+
+
+def _one_line(err: Exception) -> str:
+    """An exception's message on one line (transformers' config validation spreads it over several)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def _positive_int(value: object) -> bool:

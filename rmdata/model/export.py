@@ -98,7 +98,7 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
     """Load an export back into rmdata: the same trunk and head, so the same scores."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rmdata.model.checks import check_model_dir, read_config
+    from rmdata.model.checks import check_chat_template, check_model_dir, read_config
     from rmdata.model.internlm2 import is_internlm2, load_internlm2_reward  # InternLM2 hook: no remote code
     from rmdata.tokens.reward_token import RewardToken
 
@@ -119,6 +119,7 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
             "reward model has num_labels=1 and a reward_token_id (export it with rmdata)"
         )
     tokenizer = AutoTokenizer.from_pretrained(path)
+    check_chat_template(path, tokenizer)
     text = getattr(config, "reward_token", None) or str(tokenizer.convert_ids_to_tokens(token_id))
     trunk = classifier.base_model
     dtype = trunk.get_input_embeddings().weight.dtype

@@ -33,7 +33,7 @@ from torch import nn
 
 from rmdata.errors import RmdataError
 from rmdata.model.attention import AttentionChoice, choose_attention, register_varlen_attention
-from rmdata.model.checks import check_model_dir, check_tokenizer_fits, read_config
+from rmdata.model.checks import check_chat_template, check_model_dir, check_tokenizer_fits, read_config
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -104,6 +104,7 @@ def load_scoring_model(
             f"{path}: the tokenizer has no chat template, and scoring renders every row as a conversation; add "
             "one (tokenizer.chat_template = ...; tokenizer.save_pretrained(DIR)) or use the model's instruct tokenizer"
         )
+    check_chat_template(path, model.tokenizer)
     model.fingerprint = fingerprint_model(path, model.rule)
     return model
 

@@ -81,6 +81,18 @@ def _sharded_index_naming_a_missing_shard(d: Path) -> None:
     (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
+def _overlapping_tensors(d: Path) -> None:
+    """Two same-shape tensors pointed at the same bytes: every size adds up, the layout does not."""
+    raw = (d / "model.safetensors").read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + length])
+    first, second = sorted(n for n in header if n.endswith("layernorm.weight"))[:2]
+    header[second]["data_offsets"] = header[first]["data_offsets"]
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (length - len(text))  # the same header length: the data stays where it was
+    (d / "model.safetensors").write_bytes(raw[:8] + text + raw[8 + length :])
+
+
 CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated weights": (_truncate, r"model\.safetensors: truncated: tensor \S+ ends at data byte \d+, the file"),
     "8 bytes of weights": (
@@ -100,7 +112,24 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
         _wider_embedding,
         r"model\.safetensors: tensor model\.embed_tokens\.weight has shape \[\d+, 64\], but config\.json .*vocab_size",
     ),
+    "overlapping tensors": (_overlapping_tensors, r"model\.safetensors: tensor \S+ starts at data byte \d+, not"),
     "config.json is []": (lambda d: (d / "config.json").write_text("[]"), r"config\.json: holds a JSON list"),
+    "architectures a string": (
+        lambda d: _edit_json(d / "config.json", architectures="LlamaForSequenceClassification"),
+        r"config\.json: architectures='LlamaForSequenceClassification'; it must be a list",
+    ),
+    "max_position_embeddings a string": (
+        lambda d: _edit_json(d / "config.json", max_position_embeddings="512"),
+        r"config\.json: max_position_embeddings='512'; it must be a positive integer",
+    ),
+    "num_attention_heads not dividing hidden_size": (
+        lambda d: _edit_json(d / "config.json", num_attention_heads=5),
+        r"config\.json: transformers cannot build the model it describes \(.*not a multiple of the number of attention",
+    ),
+    "chat template with a syntax error": (
+        lambda d: (d / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }"),
+        r"chat_template\.jinja: the chat template fails on a plain user / assistant exchange",
+    ),
     "config.json not JSON": (lambda d: (d / "config.json").write_text("{'a': 1"), r"config\.json: not readable JSON"),
     "config.json without model_type": (_no_model_type, r"config\.json: no model_type"),
     "hidden_size a string": (
@@ -143,6 +172,11 @@ def test_a_damaged_export_is_refused_by_both_loaders_naming_the_file(
         load_scoring_model(directory, device="cpu")
     with pytest.raises(RmdataError, match=message):
         load_reward_model(directory)
+
+
+def test_a_file_is_not_a_model_directory(export_dir: Path) -> None:
+    with pytest.raises(RmdataError, match=r"model\.safetensors is a file; give the model's directory"):
+        load_scoring_model(export_dir / "model.safetensors", device="cpu")
 
 
 def test_the_undamaged_export_passes_and_headers_read_as_safetensors_reads_them(export_dir: Path) -> None:
