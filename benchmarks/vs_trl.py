@@ -1,6 +1,6 @@
 """rmdata train vs TRL's RewardTrainer: same backbone, tokens, pairs, optimizer, steps; one shared evaluator.
 
-    python benchmarks/vs_trl.py                          # tiny model, bundled pairs, ~150 CPU-s (~3 min)
+    python benchmarks/vs_trl.py                          # tiny model, bundled pairs, 5 seeds, ~150 CPU-s each
     python benchmarks/vs_trl.py --data /work/shared/data/alpaca_eval_gpt4_prefs.jsonl \
         --backbone /work/cache/smollm2-135m-instruct     # real pairs, SmolLM2-135M-Instruct, LoRA for both
 
@@ -8,7 +8,8 @@ Needs TRL (``pip install 'rmdata[bench]'``); rmdata itself never imports it. Wha
 
 - **backbone and tokenizer**: one model directory (``--backbone``, or the tiny from-config model saved once
   to a directory) loaded by both; TRL as ``AutoModelForSequenceClassification`` (its new ``score`` head is
-  TRL's default init, rmdata's value head starts at zero: each tool's own default);
+  transformers' init, normal with std ``config.initializer_range``, rmdata's value head starts at zero: each tool's
+  own default; ``--trl-head-init zero`` starts TRL's at zero too, to measure what the init changes);
 - **pairs and tokens**: one fixed split (``benchmarks/_claims.py``). Both tools train on every training pair
   exactly once (one epoch). TRL is given the token ids rmdata's ``tokenize_pairs`` makes (chat template,
   prompt cut from the left, reward token appended; TRL skips its own tokenization for pre-tokenized
@@ -77,6 +78,14 @@ from benchmarks._claims import (
 TOOLS = ("rmdata", "trl")
 
 
+def seed_list(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2] (distinct seeds, at least one)."""
+    seeds = [int(x) for x in text.split(",") if x.strip()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: give distinct integers, e.g. 0,1,2,3,4")
+    return seeds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="preference pairs (any format rmdata reads; default: builtin:tiny-prefs)")
@@ -91,7 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune", choices=("full", "lora"), default=None, help="default full; backbone lora")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="for both tools (default off; backbone on, to stay under ~5 GB)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="training seed (both) and split seed")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4],
+                   help="comma-separated, default 0,1,2,3,4; per seed: split, tiny init, training seed")  # fmt: skip
+    p.add_argument("--trl-head-init", choices=("trl", "zero"), default="trl",
+                   help="TRL's new score head: its own init (default) or zeros, as rmdata's (an ablation)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch threads per tool (0 = torch's default)")
     p.add_argument("--out", default="rmdata-out/bench/vs_trl", help="folder for the split, models and runs")
     p.add_argument("--worker", choices=TOOLS, help=argparse.SUPPRESS)
@@ -174,6 +186,8 @@ def trl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     )
     set_seed(spec["seed"])
     model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=1, dtype=torch.float32)
+    if spec["trl_head_init"] == "zero":  # the ablation: TRL's head starts where rmdata's does
+        torch.nn.init.zeros_(model.score.weight)
     tokenizer.pad_token = export_pad_token(tokenizer, reward.id)[1]  # not the reward token, as rmdata exports
     peft_config = None
     if spec["finetune"] == "lora":
@@ -338,6 +352,109 @@ def shared_eval(model_dir: str, sequences: list[tuple[np.ndarray, np.ndarray]]) 
     return np.array(margins)
 
 
+def mean_se(values: list[float]) -> dict[str, float | None]:
+    """Mean and standard error of the mean (sample std / sqrt(n); None for one value) of per-seed figures."""
+    x = np.asarray(values, dtype=float)
+    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else None
+    return {"mean": round(float(x.mean()), 4), "se": round(se, 4) if se is not None else None}
+
+
+def run_seed(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, Any]:
+    """One paired run: this seed's split, tiny-backbone init and training seed, shared by both tools."""
+    from rmdata.tokens.packing import plan_pairs
+
+    tmp.mkdir(parents=True)
+    model_dir = args.backbone or str(save_tiny_backbone(tmp / "tiny-backbone", seed))
+    tokenizer_backbone = args.backbone  # None: the tiny tokenizer, as the tiny-cpu recipe resolves it
+    tokenizer, reward = tokenizer_and_reward(tokenizer_backbone)
+    split = make_split(
+        args.data, tmp / "split", tokenizer=tokenizer, reward=reward, max_length=args.max_length,
+        n_train=args.train_pairs, n_eval=args.eval_pairs, seed=seed,
+    )  # fmt: skip
+    train = tokenize_file(str(split.train), tokenizer, reward, args.max_length)
+    plan = plan_pairs(train.chosen.lengths, train.rejected.lengths, args.max_packed_length)
+    steps = math.ceil(len(plan.rows) / args.grad_accum)
+    warmup = math.ceil(args.warmup_ratio * steps)
+    recipe_backbone = args.backbone or None
+    overrides = [
+        f"data.train=[{split.train}]", "data.eval=[]", "data.eval_fraction=0",
+        f"data.max_length={args.max_length}", f"data.max_packed_length={args.max_packed_length}",
+        "loss.kind=ranking", "loss.penalty=none", "loss.use_margin=false",
+        "train.epochs=1", "train.max_steps=null", f"train.grad_accum={args.grad_accum}", f"train.lr={args.lr}",
+        "train.head_lr=null", "train.weight_decay=0", f"train.warmup_ratio={args.warmup_ratio}",
+        "train.min_lr_ratio=0", "train.max_grad_norm=1.0", f"train.seed={seed}", "train.eval_steps=0",
+        "train.save_steps=0", "train.device=cpu", "model.dtype=float32", f"model.finetune={args.finetune}",
+        f"model.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
+    ]  # fmt: skip
+    if args.backbone is None:
+        overrides.append(f"model.name_or_path={model_dir}")  # the saved tiny model; tiny-cpu's reward token
+    recipe = base_recipe(recipe_backbone, overrides)
+    lora = {"rank": recipe.model.lora_rank, "alpha": recipe.model.lora_alpha, "dropout": recipe.model.lora_dropout}
+    spec = {
+        "out": str(tmp), "recipe_backbone": recipe_backbone, "rmdata_overrides": overrides,
+        "tokenizer_backbone": tokenizer_backbone, "model_dir": model_dir, "train": str(split.train),
+        "max_length": args.max_length, "seed": seed, "lr": args.lr, "warmup_steps": warmup,
+        "trl_batch": trl_batch(len(train), steps), "finetune": args.finetune, "lora": lora,
+        "gradient_checkpointing": args.gradient_checkpointing, "threads": args.threads,
+        "trl_head_init": args.trl_head_init,
+    }  # fmt: skip
+    tools = {tool: run_worker(tool, spec, tmp) for tool in TOOLS}
+    held = tokenize_file(str(split.eval), tokenizer, reward, args.max_length)
+    sequences = list(zip(held.chosen, held.rejected, strict=True))
+    eval_began = time.perf_counter()
+    for result in tools.values():
+        margin = shared_eval(result.pop("model_dir"), sequences)
+        result["eval_accuracy"] = round(float((margin > 0).mean()), 4)
+        result["calibration"] = calibration(margin)
+    r, t = tools["rmdata"], tools["trl"]
+    return {
+        "seed": seed,
+        "split": split.info,
+        "lora": lora,
+        "warmup_steps": warmup,
+        "rmdata_rows": f"{len(plan.rows)} rows of <= {args.max_packed_length} tokens, {args.grad_accum}/step",
+        "trl_batch": spec["trl_batch"],
+        "same_pairs": r["ids_digest"] == t["ids_digest"] == split.info["train_ids_digest"],
+        "same_tokens": r["token_digest"] == t["token_digest"],
+        "eval_pairs": len(sequences),
+        "rmdata": r,
+        "trl": t,
+        "accuracy_diff_points": round(100 * (r["eval_accuracy"] - t["eval_accuracy"]), 2),  # 0.59 - 0.60: -1.0
+        "shared_eval_s": round(time.perf_counter() - eval_began, 1),
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per tool mean and SE over seeds; the paired difference rmdata - TRL per seed, its mean and SE."""
+
+    def per_seed(tool: str, key: str) -> list[float]:
+        return [run[tool]["calibration"]["log_loss"] if key == "log_loss" else run[tool][key] for run in runs]
+
+    def ratio(key: str) -> dict[str, float | None]:
+        return mean_se([run["rmdata"][key] / run["trl"][key] for run in runs])
+
+    diffs = [run["accuracy_diff_points"] for run in runs]
+    paired = mean_se(diffs)
+    n_eval = min(run["eval_pairs"] for run in runs)
+    return {
+        "accuracy": {tool: mean_se(per_seed(tool, "eval_accuracy")) for tool in TOOLS},
+        "log_loss": {tool: mean_se(per_seed(tool, "log_loss")) for tool in TOOLS},
+        "accuracy_diff_points": {"per_seed": diffs, **paired},
+        "log_loss_diff": mean_se(list(np.subtract(per_seed("rmdata", "log_loss"), per_seed("trl", "log_loss")))),
+        "one_run_standard_error_points": round(100 * math.sqrt(0.25 / max(1, n_eval)), 2),  # binomial, at 50%
+        "wall_ratio": ratio("wall_s"),
+        "train_time_ratio": ratio("train_s"),
+        "tokens_per_cpu_s_ratio": ratio("tokens_per_cpu_s"),
+        "peak_memory_ratio": ratio("peak_rss_mb"),
+        "targets": {
+            "accuracy_within_1_point": abs(paired["mean"]) <= 1.0,
+            "gap_within_one_se": paired["se"] is not None and abs(paired["mean"]) <= paired["se"],
+            "less_wall_time": all(run["rmdata"]["wall_s"] < run["trl"]["wall_s"] for run in runs),
+            "less_memory": all(run["rmdata"]["peak_rss_mb"] < run["trl"]["peak_rss_mb"] for run in runs),
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.worker:
@@ -347,95 +464,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         import trl  # noqa: F401
     except ImportError:
         raise SystemExit("vs_trl: TRL is not installed; pip install 'rmdata[bench]'") from None
-    from rmdata.tokens.packing import plan_pairs
 
     set_threads(args.threads)
     load_before, began = load_average(), time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vs-trl-", dir=out) as tmp_dir:
-        tmp = Path(tmp_dir)
-        model_dir = args.backbone or str(save_tiny_backbone(tmp / "tiny-backbone", args.seed))
-        tokenizer_backbone = args.backbone  # None: the tiny tokenizer, as the tiny-cpu recipe resolves it
-        tokenizer, reward = tokenizer_and_reward(tokenizer_backbone)
-        split = make_split(
-            args.data, tmp / "split", tokenizer=tokenizer, reward=reward, max_length=args.max_length,
-            n_train=args.train_pairs, n_eval=args.eval_pairs, seed=args.seed,
-        )  # fmt: skip
-        train = tokenize_file(str(split.train), tokenizer, reward, args.max_length)
-        plan = plan_pairs(train.chosen.lengths, train.rejected.lengths, args.max_packed_length)
-        steps = math.ceil(len(plan.rows) / args.grad_accum)
-        warmup = math.ceil(args.warmup_ratio * steps)
-        recipe_backbone = args.backbone or None
-        overrides = [
-            f"data.train=[{split.train}]", "data.eval=[]", "data.eval_fraction=0",
-            f"data.max_length={args.max_length}", f"data.max_packed_length={args.max_packed_length}",
-            "loss.kind=ranking", "loss.penalty=none", "loss.use_margin=false",
-            "train.epochs=1", "train.max_steps=null", f"train.grad_accum={args.grad_accum}", f"train.lr={args.lr}",
-            "train.head_lr=null", "train.weight_decay=0", f"train.warmup_ratio={args.warmup_ratio}",
-            "train.min_lr_ratio=0", "train.max_grad_norm=1.0", f"train.seed={args.seed}", "train.eval_steps=0",
-            "train.save_steps=0", "train.device=cpu", "model.dtype=float32", f"model.finetune={args.finetune}",
-            f"model.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
-        ]  # fmt: skip
-        if args.backbone is None:
-            overrides.append(f"model.name_or_path={model_dir}")  # the saved tiny model; tiny-cpu's reward token
-        recipe = base_recipe(recipe_backbone, overrides)
-        lora = {"rank": recipe.model.lora_rank, "alpha": recipe.model.lora_alpha, "dropout": recipe.model.lora_dropout}
-        spec = {
-            "out": str(tmp), "recipe_backbone": recipe_backbone, "rmdata_overrides": overrides,
-            "tokenizer_backbone": tokenizer_backbone, "model_dir": model_dir, "train": str(split.train),
-            "max_length": args.max_length, "seed": args.seed, "lr": args.lr, "warmup_steps": warmup,
-            "trl_batch": trl_batch(len(train), steps), "finetune": args.finetune, "lora": lora,
-            "gradient_checkpointing": args.gradient_checkpointing, "threads": args.threads,
-        }  # fmt: skip
-        tools = {tool: run_worker(tool, spec, tmp) for tool in TOOLS}
-        held = tokenize_file(str(split.eval), tokenizer, reward, args.max_length)
-        sequences = list(zip(held.chosen, held.rejected, strict=True))
-        eval_began = time.perf_counter()
-        for result in tools.values():
-            margin = shared_eval(result.pop("model_dir"), sequences)
-            result["eval_accuracy"] = round(float((margin > 0).mean()), 4)
-            result["calibration"] = calibration(margin)
-        eval_s = time.perf_counter() - eval_began
-    r, t = tools["rmdata"], tools["trl"]
-    n_eval = len(sequences)
-    diff_points = round(100 * (r["eval_accuracy"] - t["eval_accuracy"]), 2)  # rounded: 0.59 - 0.60 is -1.0 points
+        runs = [run_seed(args, seed, Path(tmp_dir) / f"seed-{seed}") for seed in args.seeds]
     record = {
         "benchmark": "vs_trl",
         "setup": {
-            "backbone": args.backbone or "tiny (recipe tiny-cpu sizes, from config, saved once)",
+            "backbone": args.backbone or "tiny (recipe tiny-cpu sizes, from config, saved once per seed)",
             "finetune": args.finetune,
-            "lora": lora if args.finetune == "lora" else None,
             "gradient_checkpointing": args.gradient_checkpointing,
             "loss": "ranking: -logsigmoid(s_c - s_r), mean over the step's pairs (rmdata loss.kind=ranking)",
             "optimizer": "AdamW betas 0.9/0.95 eps 1e-8 wd 0, clip 1.0, warmup then cosine to 0",
             "lr": args.lr,
-            "warmup_steps": warmup,
             "max_length": args.max_length,
-            "rmdata_rows": f"{len(plan.rows)} rows of <= {args.max_packed_length} tokens, {args.grad_accum}/step",
-            "trl_batch": spec["trl_batch"],
+            "max_packed_length": args.max_packed_length,
+            "grad_accum": args.grad_accum,
+            "seeds": args.seeds,
+            "seed_sets": "each seed: its own split (whole prompts held out), tiny-backbone init and training seed, "
+            "the same for both tools (a paired comparison)",
             "threads": args.threads,
+            "trl_head_init": args.trl_head_init,
             "evaluator": "transformers AutoModelForSequenceClassification, one sequence at a time, same token ids",
         },
-        "split": split.info,
-        "same_pairs": r["ids_digest"] == t["ids_digest"] == split.info["train_ids_digest"],
-        "same_tokens": r["token_digest"] == t["token_digest"],
-        "rmdata": r,
-        "trl": t,
-        "eval_pairs": n_eval,
-        "accuracy_diff_points": diff_points,
-        "accuracy_standard_error_points": round(100 * math.sqrt(0.25 / max(1, n_eval)), 2),
-        "wall_ratio": round(r["wall_s"] / t["wall_s"], 3),
-        "train_time_ratio": round(r["train_s"] / t["train_s"], 3),
-        "tokens_per_s_ratio": round(r["tokens_per_s"] / t["tokens_per_s"], 3),
-        "tokens_per_cpu_s_ratio": round(r["tokens_per_cpu_s"] / t["tokens_per_cpu_s"], 3),
-        "peak_memory_ratio": round(r["peak_rss_mb"] / t["peak_rss_mb"], 3),
-        "targets": {
-            "accuracy_within_1_point": abs(diff_points) <= 1.0,
-            "less_wall_time": r["wall_s"] < t["wall_s"],
-            "less_memory": r["peak_rss_mb"] < t["peak_rss_mb"],
-        },
-        "shared_eval_s": round(eval_s, 1),
+        "same_pairs": all(run["same_pairs"] for run in runs),
+        "same_tokens": all(run["same_tokens"] for run in runs),
+        **summarize(runs),
+        "runs": runs,
         "wall_s": round(time.perf_counter() - began, 1),
         "load_avg_1m": [load_before, load_average()],
     }

@@ -104,12 +104,30 @@ def test_loss_study_runs_every_loss_on_the_same_split(tmp_path: Path, capsys: py
 
 def test_vs_trl_trains_both_tools_on_identical_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("trl")
-    argv = ["--train-pairs", "16", "--eval-pairs", "6", "--max-packed-length", "512", "--out", str(tmp_path)]
-    record = vs_trl.main(argv)
+    argv = ["--train-pairs", "16", "--eval-pairs", "6", "--max-packed-length", "512", "--seeds", "0,1"]
+    record = vs_trl.main([*argv, "--out", str(tmp_path)])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == record
     assert record["same_pairs"] and record["same_tokens"]
-    rm, trl = record["rmdata"], record["trl"]
-    assert rm["pairs_trained"] == trl["pairs_trained"] == 16 and rm["steps"] == trl["steps"]
-    assert rm["real_tokens"] == trl["real_tokens"] == trl["trl_counted_tokens"]
-    assert all(0.0 <= x["eval_accuracy"] <= 1.0 and x["peak_rss_mb"] > 0 for x in (rm, trl))
-    assert record["accuracy_diff_points"] == pytest.approx(100 * (rm["eval_accuracy"] - trl["eval_accuracy"]))
+    runs = record["runs"]
+    assert [run["seed"] for run in runs] == [0, 1]
+    assert runs[0]["split"]["train_ids_digest"] != runs[1]["split"]["train_ids_digest"]  # each seed its own split
+    for run in runs:
+        rm, trl = run["rmdata"], run["trl"]
+        assert rm["pairs_trained"] == trl["pairs_trained"] == 16 and rm["steps"] == trl["steps"]
+        assert rm["real_tokens"] == trl["real_tokens"] == trl["trl_counted_tokens"]
+        assert all(0.0 <= x["eval_accuracy"] <= 1.0 and x["peak_rss_mb"] > 0 for x in (rm, trl))
+        assert run["accuracy_diff_points"] == pytest.approx(100 * (rm["eval_accuracy"] - trl["eval_accuracy"]))
+    diffs = record["accuracy_diff_points"]
+    assert diffs["per_seed"] == [run["accuracy_diff_points"] for run in runs]
+    assert diffs["mean"] == pytest.approx(np.mean(diffs["per_seed"]), abs=1e-4)
+    assert diffs["se"] == pytest.approx(np.std(diffs["per_seed"], ddof=1) / math.sqrt(2), abs=1e-4)
+    accuracy = [run["rmdata"]["eval_accuracy"] for run in runs]
+    assert record["accuracy"]["rmdata"]["mean"] == pytest.approx(np.mean(accuracy), abs=1e-4)
+
+
+def test_vs_trl_mean_se_by_hand() -> None:
+    """Values 1, 2, 6: mean 3; sample std sqrt(((-2)^2 + (-1)^2 + 3^2) / 2) = sqrt(7); SE sqrt(7) / sqrt(3)."""
+    assert vs_trl.mean_se([1.0, 2.0, 6.0]) == {"mean": 3.0, "se": round(math.sqrt(7 / 3), 4)}
+    assert vs_trl.mean_se([0.5]) == {"mean": 0.5, "se": None}
+    with pytest.raises(SystemExit):
+        vs_trl.parse_args(["--seeds", "1,1"])

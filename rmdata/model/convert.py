@@ -14,6 +14,7 @@ import torch
 
 from rmdata.dataset_dir import atomic_directory
 from rmdata.errors import RmdataError
+from rmdata.model.checks import check_gguf
 
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
@@ -21,8 +22,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path, out = Path(gguf_path), Path(out_dir)
-    if not gguf_path.is_file():
-        raise RmdataError(f"{gguf_path} is not a file; give the path of a .gguf checkpoint")
+    check_gguf(gguf_path)
     try:
         import gguf  # noqa: F401
     except ImportError as err:

@@ -98,11 +98,14 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
     """Load an export back into rmdata: the same trunk and head, so the same scores."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from rmdata.model.checks import check_chat_template, check_model_dir, read_config
     from rmdata.model.internlm2 import is_internlm2  # InternLM2 hook: no remote code
     from rmdata.model.internlm2_reward import load_internlm2_reward
     from rmdata.tokens.reward_token import RewardToken
 
     path = Path(path)
+    if path.is_dir():
+        check_model_dir(path, read_config(path), head=True)
     if is_internlm2(path):  # InternLM2 hook (a directory, or a hub id in the HF cache)
         return load_internlm2_reward(path, device=device, attention=attention)
     if not (path / "config.json").is_file():
@@ -117,6 +120,7 @@ def load_reward_model(path: str | Path, *, attention: str = "auto", device: torc
             "reward model has num_labels=1 and a reward_token_id (export it with rmdata)"
         )
     tokenizer = AutoTokenizer.from_pretrained(path)
+    check_chat_template(path, tokenizer)
     text = getattr(config, "reward_token", None) or str(tokenizer.convert_ids_to_tokens(token_id))
     trunk = classifier.base_model
     dtype = trunk.get_input_embeddings().weight.dtype

@@ -1,9 +1,10 @@
 """Load a reward model for scoring: an rmdata export, or any Hugging Face sequence-classification reward model.
 
-``load_scoring_model(path, device=..., dtype=..., trust_remote_code=...)`` checks the directory, then dispatches
-on what it holds (``_LOADERS``, one function per kind of checkpoint; add a branch there for a new kind). Every
-loader returns a :class:`ScoringModel`: the trunk (the backbone, ``model.base_model``, run with rmdata's varlen
-attention) and the ``score`` head, applied only at the score positions.
+``load_scoring_model(path, device=..., dtype=..., trust_remote_code=...)`` checks the directory (its kind here, its
+files with ``rmdata.model.checks``), then dispatches on what it holds (``_LOADERS``, one function per kind of
+checkpoint; add a branch there for a new kind). Every loader returns a :class:`ScoringModel`: the trunk (the
+backbone, ``model.base_model``, run with rmdata's varlen attention) and the ``score`` head, applied only at the
+score positions.
 
 Which directories load:
 - ``config.json`` whose ``architectures`` name a ``*ForSequenceClassification`` with ``num_labels == 1`` (an
@@ -21,7 +22,6 @@ sequence's own length, not from searching for pad ids as transformers' ``*ForSeq
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from torch import nn
 
 from rmdata.errors import RmdataError
 from rmdata.model.attention import AttentionChoice, choose_attention, register_varlen_attention
+from rmdata.model.checks import check_chat_template, check_model_dir, check_tokenizer_fits, read_config
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -91,34 +92,21 @@ def load_scoring_model(
 ) -> ScoringModel:
     """Check ``path`` (see the module docstring), load it on ``device`` in ``dtype``; RmdataError with the fix."""
     path = Path(path)
-    config = _read_config(path)
+    config = read_config(path)
     kind = _kind_of(path, config, trust_remote_code)
+    check_model_dir(path, config, head=True)
     torch_device = _device(device)
     compute = _compute_dtype(dtype, torch_device)
     model = _LOADERS[kind](path, config, torch_device, compute, trust_remote_code)
+    check_tokenizer_fits(path, model.tokenizer, config)
     if not getattr(model.tokenizer, "chat_template", None):
         raise RmdataError(
             f"{path}: the tokenizer has no chat template, and scoring renders every row as a conversation; add "
             "one (tokenizer.chat_template = ...; tokenizer.save_pretrained(DIR)) or use the model's instruct tokenizer"
         )
+    check_chat_template(path, model.tokenizer)
     model.fingerprint = fingerprint_model(path, model.rule)
     return model
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    if not path.is_dir():
-        raise RmdataError(
-            f"model {path} does not exist; train one with `rmdata train` (it writes rmdata-out/runs/latest/final), "
-            "or pass --model DIR (an rmdata export or a Hugging Face reward model directory)"
-        )
-    try:
-        config: dict[str, Any] = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise RmdataError(
-            f"{path}: no readable config.json ({err}); give a model directory (an rmdata export or a Hugging "
-            "Face reward model saved with save_pretrained)"
-        ) from err
-    return config
 
 
 def _kind_of(path: Path, config: dict[str, Any], trust_remote_code: bool) -> str:
@@ -147,8 +135,10 @@ def _kind_of(path: Path, config: dict[str, Any], trust_remote_code: bool) -> str
         )
     if not list(path.glob("*.safetensors")):
         found = [p.name for p in path.glob("*.bin")]
-        what = f"only {', '.join(found[:3])}" if found else "no weight files"
-        raise RmdataError(f"{path}: {what}; rmdata loads weights from .safetensors only; {CONVERT_BIN}")
+        if not found:
+            raise RmdataError(f"{path}: no weight files (*.safetensors); give the directory save_pretrained wrote")
+        only = ", ".join(found[:3])
+        raise RmdataError(f"{path}: only {only}; rmdata loads weights from .safetensors only; {CONVERT_BIN}")
     return "rmdata export" if config.get("reward_token_id") is not None else "hf sequence classifier"
 
 

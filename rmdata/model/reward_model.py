@@ -173,7 +173,10 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
         from rmdata.model.tiny import build_tiny_tokenizer
 
         return build_tiny_tokenizer()
+    from rmdata.model.checks import check_backbone
     from rmdata.model.internlm2 import internlm2_tokenizer  # InternLM2 hook: its tokenizer, no remote code
+
+    check_backbone(cfg.name_or_path, cfg.gguf_file)  # the first read of the directory: a bad one stops here
 
     if (tokenizer := internlm2_tokenizer(cfg.name_or_path)) is not None:
         return tokenizer
