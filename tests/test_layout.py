@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rmdata"
-STAGES = ("data", "tokens", "model", "train", "score", "curate")  # the order data flows through them
+STAGES = ("data", "tokens", "model", "train", "score", "curate", "serve")  # the order data flows through them
 # top-level modules: what they may import from the stages (cli and __main__ may import anything)
 # io writes rejects files, which hold the data stage's Drop rows
 TOP_LEVEL = {
