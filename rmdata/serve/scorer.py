@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rmdata.data.rules import Message
+from rmdata.errors import RmdataError
 from rmdata.model.loading import ScoringModel, load_scoring_model
 from rmdata.score.engine import resolve_batch_tokens, score_sequences
 from rmdata.score.sequences import Sequences, encode_conversations, encode_texts
@@ -36,7 +37,7 @@ class Scorer:
     @classmethod
     def load(cls, cfg: ServeConfig) -> Scorer:
         model = load_scoring_model(
-            cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
+            cfg.model, device=select_device(cfg.device), dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code
         )
         return cls.of(model, max_length=cfg.max_length, batch_tokens=cfg.batch_tokens)
 
@@ -84,3 +85,18 @@ class Scorer:
         """One forward on a short conversation, so the first request pays no one-time costs; its reward."""
         seqs = self.encode_rows([[{"role": "user", "content": "Hello"}]], ["Hello!"])
         return float(self.score(seqs.tokens)[0])
+
+
+def select_device(device: str) -> str:
+    """``cuda:N`` -> make GPU N torch's current device and load on ``cuda``; other values pass through."""
+    if not device.startswith("cuda:"):
+        return device
+    index = device.removeprefix("cuda:")
+    if not index.isdigit():
+        raise RmdataError(f"--device {device!r}: use auto, cpu, cuda or cuda:N with N a GPU index")
+    import torch
+
+    if not torch.cuda.is_available() or int(index) >= torch.cuda.device_count():
+        raise RmdataError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA devices")
+    torch.cuda.set_device(int(index))
+    return "cuda"
