@@ -2,13 +2,15 @@
 
 uvicorn owns the signals: on SIGTERM it stops accepting connections, lets every in-flight request finish (up to
 ``drain_timeout_s``), then runs the app's shutdown, which scores whatever is still queued and stops the model
-thread. One process serves one device; run one per GPU (``--device cuda:N``) behind any HTTP load balancer.
+thread; the process then exits 0. One process serves one device; run one per GPU (``--device cuda:N``) behind
+any HTTP load balancer.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -68,6 +70,9 @@ def serve(cfg: ServeConfig) -> None:
         )
     scorer = Scorer.load(cfg)
     server = uvicorn_server(scorer, cfg)
+    # uvicorn re-raises the SIGTERM it drained on once it is done; with this handler in place, that re-raise is a
+    # no-op and the process exits 0 after a clean drain (instead of dying by the signal).
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         server.run()
     except OSError as err:  # the port is taken, the address is not local, ...
