@@ -53,7 +53,7 @@ def uvicorn_server(scorer: Scorer, cfg: ServeConfig) -> uvicorn.Server:
         log_level="info",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=cfg.drain_timeout_s,
+        timeout_graceful_shutdown=max(1, round(cfg.drain_timeout_s)),  # uvicorn takes whole seconds
     )
     return uvicorn.Server(config)
 

@@ -142,3 +142,17 @@ def test_a_full_queue_gets_503_with_retry_after_and_the_queued_are_answered(scor
     assert "--max-queue-rows 4" in refused.json()["error"]
     assert [a.status_code for a in answered] == [200, 200, 200]
     assert answered[1].json()["rewards"] == answered[0].json()["rewards"] * 2
+
+
+def test_clients_killed_mid_request_leave_the_server_answering(url: str) -> None:
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"rows": [ROW] * 4}).encode()
+    for send in (len(body), 7):  # killed after sending everything (waiting for its answer), and mid-body
+        for _ in range(5):
+            _raw_post(port, body, send=send).close()
+    for raw in (b'{"query": ["\\ud800"]}', b"[" * 1500 + b"]" * 1500, b"\xff\xfe"):
+        answer = httpx.post(f"{url}/get_reward", content=raw, headers=AUTH)
+        assert answer.status_code in (400, 422) and "Traceback" not in answer.text
+    assert httpx.post(f"{url}/score", json=ROW, headers=AUTH).status_code == 200
+    metrics = httpx.get(f"{url}/metrics", headers=AUTH).text
+    assert 'status="500"' not in metrics
