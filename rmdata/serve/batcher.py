@@ -74,12 +74,17 @@ class MicroBatcher:
         self._wake = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="rmdata-batcher")
 
+    def check_room(self, rows: int = 1) -> None:
+        """QueueFull unless ``rows`` more rows may be queued now (an empty queue takes any request)."""
+        if self._closing or self._worker is None:
+            raise QueueFull("the server is shutting down")
+        if self.queued_rows + rows > self.max_queue_rows and self.queued_rows > 0:
+            raise QueueFull(f"{self.queued_rows} rows are queued (--max-queue-rows {self.max_queue_rows})")
+
     async def submit(self, tokens: Sequence[np.ndarray]) -> np.ndarray:
         """Rewards of ``tokens`` (index-aligned), once a batch holding them ran; QueueFull when the queue is full."""
-        if self._closing or self._worker is None or self._wake is None:
-            raise QueueFull("the server is shutting down")
-        if self.queued_rows + len(tokens) > self.max_queue_rows and self.queued_rows > 0:
-            raise QueueFull(f"{self.queued_rows} rows are queued (--max-queue-rows {self.max_queue_rows})")
+        self.check_room(len(tokens))
+        assert self._wake is not None
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._jobs.append(Job(tokens, future, sum(len(t) for t in tokens)))
         self.queued_rows += len(tokens)
