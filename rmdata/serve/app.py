@@ -67,7 +67,8 @@ class Service:
     async def rewards(self, encode: Callable[[], Any]) -> tuple[np.ndarray, Any]:
         """Encode off the event loop, score through the batcher; the rewards and the encoded sequences."""
         self.batcher.check_room()  # a flood is refused before it costs any tokenizing
-        seqs = await asyncio.to_thread(encode)
+        with self.batcher.incoming():
+            seqs = await asyncio.to_thread(encode)
         rewards = await self.batcher.submit(seqs.tokens)
         self.metrics.rows += len(seqs.tokens)
         self.metrics.tokens += int(seqs.lengths.sum())

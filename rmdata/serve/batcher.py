@@ -2,10 +2,11 @@
 
 Each request's token sequences become one :class:`Job` with a future. A single worker task takes the oldest job
 as soon as the model is free, adds every job already waiting up to ``batch_tokens`` tokens, and, when the batch
-is still short of the budget, waits at most ``max_wait_ms`` (counted from the oldest job's arrival) for more.
+is still short of the budget while other requests are on their way (:meth:`MicroBatcher.incoming`: read and
+being tokenized), waits at most ``max_wait_ms`` (counted from the oldest job's arrival) for them.
 The merged batch runs in one thread (``score``, blocking); each job's future gets its own slice of the rewards.
 Requests that arrive while the model runs wait in the queue and form the next batch, so under load batches fill
-up without any added wait, and a lone request waits at most ``max_wait_ms``.
+up without any added wait, and a lone request does not wait at all.
 
 The queue is bounded in rows (``max_queue_rows``): :meth:`MicroBatcher.submit` raises :class:`QueueFull` instead
 of queueing more, and the server answers 503 with ``Retry-After``. A job whose client went away (its future
@@ -16,9 +17,10 @@ queued job, then stops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -64,6 +66,7 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmdata-model")
         self.queued_rows = 0
         self.running_rows = 0
+        self._incoming = 0
 
     @property
     def queued_requests(self) -> int:
@@ -73,6 +76,17 @@ class MicroBatcher:
         """Start the worker on the running event loop."""
         self._wake = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="rmdata-batcher")
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Marks a request on its way to :meth:`submit` (being tokenized): a short batch waits for it."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+            if self._wake is not None:
+                self._wake.set()
 
     def check_room(self, rows: int = 1) -> None:
         """QueueFull unless ``rows`` more rows may be queued now (an empty queue takes any request)."""
@@ -148,7 +162,7 @@ class MicroBatcher:
                 tokens += job.num_tokens
             full = bool(self._jobs) or tokens >= self.batch_tokens
             remaining = deadline - time.monotonic()
-            if full or remaining <= 0 or self._closing:
+            if full or remaining <= 0 or self._closing or self._incoming == 0:
                 return batch
             self._wake.clear()
             try:

@@ -38,7 +38,8 @@ class ServeConfig:
         None, "Tokens per forward pass (default: 1024 on CPU, 16384 on CUDA); requests are merged up to it."
     )
     max_wait_ms: float = _opt(
-        2.0, "How long the first queued request waits for others to join its batch while the model is idle."
+        2.0,
+        "How long a short batch waits for requests still being tokenized to join it (a lone request never waits).",
     )
     max_queue_rows: int = _opt(8192, "Rows waiting for the model before new requests get 503 with Retry-After.")
     max_request_rows: int = _opt(1024, "Rows (queries, responses) in one request; more get 413.")

@@ -120,3 +120,28 @@ def test_close_scores_what_is_queued_then_refuses() -> None:
         return [p.result() for p in pending]
 
     assert len(asyncio.run(main())) == 5
+
+
+def test_a_short_batch_waits_only_for_requests_on_their_way() -> None:
+    gate = _Gate()
+    gate.release.set()
+    row = [np.zeros(3, dtype=np.int64)]
+
+    async def main() -> None:
+        batcher = MicroBatcher(gate, batch_tokens=1000, max_wait_ms=60_000, max_queue_rows=100)
+        batcher.start()
+        await asyncio.wait_for(batcher.submit(row), 30)  # alone: scored at once, not after 60 s
+        assert gate.calls == [1]
+
+        async def late() -> np.ndarray:
+            with batcher.incoming():  # being tokenized
+                await asyncio.sleep(0.2)
+            return await batcher.submit(row)
+
+        second = asyncio.ensure_future(late())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(batcher.submit(row), second), 30)
+        assert gate.calls == [1, 2]  # the queued row waited for the one on its way
+        await batcher.close()
+
+    asyncio.run(main())
