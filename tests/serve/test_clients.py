@@ -62,3 +62,19 @@ def test_in_process_scoring_from_a_model_directory(
 def test_a_refused_request_raises_with_the_server_message(url: str) -> None:
     with pytest.raises(RuntimeError, match="401"):
         clients.RewardClient(url, api_key="wrong", retries=0).score_rows([{"prompt": "a", "response": "b"}])
+
+
+def test_verl_loads_the_hook_from_the_file_path(
+    url: str, rows: list[dict[str, object]], offline_rewards: np.ndarray
+) -> None:
+    """verl imports custom_reward_function.path with spec_from_file_location, not as a package module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("custom_module", clients.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    got = module.verl_compute_score(
+        "d", str(rows[0]["response"]), None, {"prompt": rows[0]["prompt"]}, url=url, api_key="k"
+    )
+    assert _f32([got]) == offline_rewards[:1].tobytes()
