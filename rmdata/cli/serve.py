@@ -33,6 +33,9 @@ def serve(
     max_request_bytes: Annotated[
         int, typer.Option("--max-request-bytes", help=HELP["max_request_bytes"])
     ] = _D.max_request_bytes,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", help=HELP["max_connections"])
+    ] = _D.max_connections,
     body_timeout_s: Annotated[float, typer.Option("--body-timeout-s", help=HELP["body_timeout_s"])] = _D.body_timeout_s,
     drain_timeout_s: Annotated[
         float, typer.Option("--drain-timeout-s", help=HELP["drain_timeout_s"])
@@ -62,6 +65,7 @@ def serve(
             max_queue_rows=max_queue_rows,
             max_request_rows=max_request_rows,
             max_request_bytes=max_request_bytes,
+            max_connections=max_connections,
             body_timeout_s=body_timeout_s,
             drain_timeout_s=drain_timeout_s,
             api_key=api_key,

@@ -44,6 +44,9 @@ class ServeConfig:
     max_queue_rows: int = _opt(8192, "Rows waiting for the model before new requests get 503 with Retry-After.")
     max_request_rows: int = _opt(1024, "Rows (queries, responses) in one request; more get 413.")
     max_request_bytes: int = _opt(8 * 1024 * 1024, "Bytes of one request body; more get 413.")
+    max_connections: int = _opt(
+        512, "Open connections (idle and slow ones included) past which new requests get 503 (uvicorn's limit)."
+    )
     body_timeout_s: float = _opt(30.0, "Seconds a client may take to send its request body; slower ones get 408.")
     drain_timeout_s: float = _opt(60.0, "On SIGTERM, seconds to let in-flight requests finish before exiting.")
     api_key: str | None = _opt(

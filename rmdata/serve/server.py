@@ -54,6 +54,7 @@ def uvicorn_server(scorer: Scorer, cfg: ServeConfig) -> uvicorn.Server:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(1, round(cfg.drain_timeout_s)),  # uvicorn takes whole seconds
+        limit_concurrency=cfg.max_connections,
     )
     return uvicorn.Server(config)
 

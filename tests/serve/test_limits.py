@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -156,3 +157,24 @@ def test_clients_killed_mid_request_leave_the_server_answering(url: str) -> None
     assert httpx.post(f"{url}/score", json=ROW, headers=AUTH).status_code == 200
     metrics = httpx.get(f"{url}/metrics", headers=AUTH).text
     assert 'status="500"' not in metrics
+
+
+def test_connections_past_the_limit_get_503_and_the_server_recovers(scorer: Scorer) -> None:
+    with live_server(scorer, max_connections=3) as base:
+        port = int(base.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]  # slowloris: connect, send nothing
+        assert _poll_status(base, 503) == 503
+        for sock in idle:
+            sock.close()
+        assert _poll_status(base, 200) == 200
+
+
+def _poll_status(base: str, want: int) -> int:
+    """The status of /score requests, polled until it is ``want`` (the server registers connections as it can)."""
+    status = 0
+    for _ in range(100):
+        status = httpx.post(f"{base}/score", json=ROW).status_code
+        if status == want:
+            break
+        time.sleep(0.1)
+    return status
