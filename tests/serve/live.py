@@ -15,8 +15,9 @@ from rmdata.serve.server import free_port, uvicorn_server
 
 
 @contextlib.contextmanager
-def live_server(scorer: Scorer, **options: object) -> Iterator[str]:
-    """Serve ``scorer`` with ``ServeConfig(**options)``; yields the base URL once /health says ready."""
+def live_server(scorer: Scorer, *, ready: bool = True, **options: object) -> Iterator[str]:
+    """Serve ``scorer`` with ``ServeConfig(**options)``; yields the base URL once /health answers (200 when
+    ``ready``, any status otherwise)."""
     sock = free_port()
     cfg = ServeConfig(**options)  # type: ignore[arg-type]
     server = uvicorn_server(scorer, cfg)
@@ -27,7 +28,7 @@ def live_server(scorer: Scorer, **options: object) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200 or not ready:
                     break
             time.sleep(0.05)
         else:

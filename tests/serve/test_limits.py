@@ -178,3 +178,26 @@ def _poll_status(base: str, want: int) -> int:
             break
         time.sleep(0.1)
     return status
+
+
+@dataclass
+class SlowWarmUp(Scorer):
+    """A scorer whose warm-up forward waits for ``gate``."""
+
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def warm_up(self) -> float:
+        self.gate.wait(30)
+        return super().warm_up()
+
+
+def test_not_ready_until_the_warm_up_forward_ran(scorer: Scorer) -> None:
+    slow = SlowWarmUp(scorer.model, scorer.max_length, scorer.batch_tokens, scorer.query_rule)
+    with live_server(slow, ready=False) as base:
+        health = httpx.get(f"{base}/health")
+        refused = httpx.post(f"{base}/score", json=ROW)
+        slow.gate.set()
+        assert health.status_code == 503 and health.json() == {"status": "warming_up"}
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "warming up" in refused.json()["error"]
+        assert _poll_status(base, 200) == 200
