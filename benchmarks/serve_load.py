@@ -9,18 +9,19 @@ token per byte, so a text's length in characters is its length in tokens) are sa
 data in ``benchmarks/_lengths.py`` (long tail), cut to ``--max-length`` tokens; every request is a
 ``POST /get_reward`` with OpenRLHF's body (``query``: the rendered conversations).
 
-Servers, each a real uvicorn on a free loopback port in this process, run one after the other:
+Servers, each a real uvicorn in its own process (``--threads`` torch threads) on a free loopback port, run one
+after the other while this process plays the clients:
 - ``openrlhf_baseline``: what OpenRLHF's ``serve_rm`` does: an ``async`` handler that tokenizes the request's
   queries into one right-padded batch and runs transformers' ``AutoModelForSequenceClassification`` on it in the
   event loop, so requests are scored one at a time;
-- ``rmdata``: ``rmdata serve``'s app (``rmdata.serve.app``): continuous batching across requests, packed rows.
+- ``rmdata``: ``rmdata serve --device cpu``: continuous batching across requests, packed rows.
 
 Load: for each of ``--clients`` C, C closed-loop clients (each sends its next request when its answer arrives)
 share ``max(--requests, 2 C)`` requests. Figures per server and C: rows/s and real tokens/s (wall clock), p50/p99
 latency, the fraction of the matmul ceiling (model FLOPs per wall second over the best fp32 matmul timed here,
-``benchmarks.score_throughput``) and the process RSS after the level. ``direct``: the same requests scored one by
-one in this process with no HTTP (``Scorer.encode_texts`` + ``Scorer.score``), per level: the floor for latency
-at C = 1 (``p99_vs_direct_at_1`` compares the same requests).
+``benchmarks.score_throughput``) and the server process's RSS after the level. ``direct``: the same requests
+scored one by one in this process with no HTTP (``Scorer.encode_texts`` + ``Scorer.score``), per level: the floor
+for latency at C = 1 (``p99_vs_direct_at_1`` compares the same requests).
 ``exact``: every reward rmdata served, at every C, equals the direct call's bit for bit; ``max_abs_diff_baseline``
 compares the baseline's rewards with rmdata's. One torch thread (``--threads``) unless told otherwise.
 Prints one JSON line.
@@ -34,7 +35,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baseline-server", metavar="MODEL_DIR", help=argparse.SUPPRESS)  # the baseline's own process
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -150,32 +152,48 @@ def baseline_app(model_dir: Path, max_length: int) -> Any:
 
 
 @contextmanager
-def running(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn at a free loopback port, in a thread; yields its URL once /health answers 200."""
-    import httpx
-    import uvicorn
+def running(command: list[str], port: int, threads: int) -> Iterator[tuple[str, int]]:
+    """A server process on ``port`` (one torch thread unless told); yields its URL and pid once /health is 200."""
+    import subprocess
 
+    import httpx
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{command[:4]} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def free_port_number() -> int:
     from rmdata.serve.server import free_port
 
     sock = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+def serve_baseline(model_dir: str, port: int, max_length: int) -> None:
+    """``--baseline-server``: run the baseline app in this process until SIGTERM."""
+    import uvicorn
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    app = baseline_app(Path(model_dir), max_length)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 async def closed_loop(
@@ -204,15 +222,17 @@ async def closed_loop(
     return rewards, latency, wall
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="utf-8") as status:
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="utf-8") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
 
 
-def figures(latency: list[float], wall: float, rows: int, tokens: int, flops: float, ceiling: float) -> dict[str, Any]:
+def figures(
+    latency: list[float], wall: float, rows: int, tokens: int, flops: float, ceiling: float, pid: int
+) -> dict[str, Any]:
     return {
         "wall_s": round(wall, 3),
         "rows_per_s": round(rows / wall, 2),
@@ -220,19 +240,20 @@ def figures(latency: list[float], wall: float, rows: int, tokens: int, flops: fl
         "p50_ms": round(float(np.percentile(latency, 50)) * 1000, 2),
         "p99_ms": round(float(np.percentile(latency, 99)) * 1000, 2),
         "fraction_of_ceiling": round(flops / wall / ceiling, 4),
-        "rss_mb": rss_mb(),
+        "rss_mb": rss_mb(pid),
     }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.baseline_server:
+        serve_baseline(args.baseline_server, args.port, args.max_length)
+        return {}
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
 
     from rmdata.model.loading import load_scoring_model
-    from rmdata.serve.app import build_app
-    from rmdata.serve.config import ServeConfig
     from rmdata.serve.scorer import Scorer
 
     hf_logging.disable_progress_bar()
@@ -279,22 +300,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             },
         }
         served: dict[str, dict[int, list[list[float]]]] = {}
-        apps = {
-            "openrlhf_baseline": lambda: baseline_app(model_dir, args.max_length),
-            "rmdata": lambda: build_app(
-                scorer, ServeConfig(max_wait_ms=args.max_wait_ms, max_request_rows=args.max_rows)
-            ),
+        script, port = str(Path(__file__).resolve()), free_port_number()
+        commands = {
+            "openrlhf_baseline": [sys.executable, script, "--baseline-server", str(model_dir), "--port", str(port)],
+            "rmdata": [
+                *(sys.executable, "-m", "rmdata", "serve", "--model", str(model_dir), "--port", str(port)),
+                *("--device", "cpu", "--max-wait-ms", str(args.max_wait_ms), "--max-request-rows", str(args.max_rows)),
+                *(("--batch-tokens", str(args.batch_tokens)) if args.batch_tokens else ()),
+            ],
         }
-        for name, make in apps.items():
+        for name, command in commands.items():
             served[name] = {}
             result[name] = {}
-            with running(make()) as url:
+            with running([*command, "--max-length", str(args.max_length)], port, args.threads) as (url, pid):
                 for c in levels:
                     rewards, latency, wall = asyncio.run(closed_loop(url, work[c], c))
                     seqs = [s for r in sizes[c] for s in r]
                     flops = model_flops(seqs, params, args.layers, args.hidden_size)
                     tokens = sum(len(s) for s in seqs)
-                    result[name][str(c)] = figures(latency, wall, len(seqs), tokens, flops, ceiling)
+                    result[name][str(c)] = figures(latency, wall, len(seqs), tokens, flops, ceiling, pid)
                     served[name][c] = rewards
     result["exact"] = all(served["rmdata"][c] == direct_rewards[c] for c in levels)
     result["max_abs_diff_baseline"] = max(
