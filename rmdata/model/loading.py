@@ -82,9 +82,15 @@ class ScoringModel:
         return "score head at the last token of the chat-templated conversation (never a padding position)"
 
     def score_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The head on hidden states ``[n, d]`` -> scores ``[n]`` in float32."""
+        """The head on hidden states ``[n, d]`` -> scores ``[n]`` in float32.
+
+        A row-wise product and sum, not a matmul: a GEMM's result for one row can depend on how many rows it
+        gets (on CPU a 1-row call takes another kernel, ~2e-6 apart), and a score must not depend on what else
+        was in its batch (``rmdata serve`` batches unrelated requests together).
+        """
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            return self.head(hidden.float()).squeeze(-1)
+            scores = (hidden.float() * self.head.weight.float()[0]).sum(-1)
+            return scores if self.head.bias is None else scores + self.head.bias.float()[0]
 
 
 def load_scoring_model(

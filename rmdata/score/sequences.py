@@ -46,13 +46,25 @@ def encode_conversations(
     reward_token_id: int | None,
 ) -> Sequences:
     """Render and tokenize ``prompt + reply`` conversations in one batched tokenizer call."""
-    if max_length < 2:
-        raise RmdataError(f"--max-length {max_length}: a scored sequence needs at least 2 tokens")
     texts = [
         render_conversation(tokenizer, [*map(dict, prompt), {"role": "assistant", "content": reply}], source=src)
         for prompt, reply, src in zip(prompts, responses, sources, strict=True)
     ]
-    ids: list[list[int]] = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    return encode_texts(tokenizer, texts, sources, max_length=max_length, reward_token_id=reward_token_id)
+
+
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    sources: Sequence[str],
+    *,
+    max_length: int,
+    reward_token_id: int | None,
+) -> Sequences:
+    """Tokenize rendered conversations (no added special tokens), append the reward token, cut from the left."""
+    if max_length < 2:
+        raise RmdataError(f"--max-length {max_length}: a scored sequence needs at least 2 tokens")
+    ids: list[list[int]] = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
     bos = tokenizer.bos_token_id
     tokens: list[np.ndarray] = []
     truncated = np.zeros(len(ids), dtype=bool)
