@@ -1,0 +1,88 @@
+"""Stepwise records: TRL's columns and Math-Shepherd's tagged text, each bad record a drop with a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from rmdata.data.drops import INVALID_RECORD, UNREADABLE_RECORD, Drop
+from rmdata.data.stepwise import MATH_SHEPHERD, TRL, StepRow, normalize_step_record, read_stepwise
+from rmdata.errors import RmdataError
+from tests.conftest import WriteJsonl
+
+SHEPHERD_INPUT = "What is 1+1? Step 1: 1+1=2. ки\nStep 2: The answer is 3. ки"
+SHEPHERD_LABEL = "What is 1+1? Step 1: 1+1=2. +\nStep 2: The answer is 3. -"
+
+
+def test_trl_record_reads_prompt_steps_and_labels() -> None:
+    record = {"prompt": "Q", "completions": ["a", "b"], "labels": [True, False], "id": 7}
+    row = normalize_step_record(record, TRL, "f.jsonl:1")
+    assert isinstance(row, StepRow)
+    assert (row.prompt, row.steps, row.labels, dict(row.extra)) == ("Q", ("a", "b"), (1.0, 0.0), {"id": 7})
+    assert row.gold_first_error == 1
+
+
+def test_math_shepherd_record_splits_question_steps_and_marks() -> None:
+    row = normalize_step_record({"input": SHEPHERD_INPUT, "label": SHEPHERD_LABEL}, MATH_SHEPHERD, "m.jsonl:1")
+    assert isinstance(row, StepRow)
+    assert row.prompt == "What is 1+1?"
+    assert row.steps == ("Step 1: 1+1=2.", "Step 2: The answer is 3.")
+    assert row.labels == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "words"),
+    [
+        ({"prompt": "Q", "completions": ["a", "b"], "labels": [True]}, "labels", "1 entries but completions has 2"),
+        ({"prompt": "Q", "completions": ["a", " "], "labels": [True, True]}, "completions[1]", "empty"),
+        ({"prompt": "Q", "completions": ["a"], "labels": [2]}, "labels[0]", "number in [0, 1]"),
+        ({"prompt": "Q", "completions": ["a"], "labels": ["yes"]}, "labels[0]", 'string "yes"'),
+        ({"prompt": "Q", "completions": [], "labels": []}, "completions", "non-empty list"),
+    ],
+)
+def test_bad_trl_records_name_the_field(record: dict, field: str, words: str) -> None:
+    drop = normalize_step_record(record, TRL, "f.jsonl:3")
+    assert isinstance(drop, Drop)
+    assert drop.reason == INVALID_RECORD and drop.location == "f.jsonl:3"
+    assert field in [f["field"] for f in drop.fields]
+    assert words in drop.message
+
+
+@pytest.mark.parametrize(
+    ("record", "words"),
+    [
+        ({"input": "What? Step 1: x"}, "no step tag"),
+        ({"input": "What? 1: x ки"}, "no 'Step 1:'"),
+        ({"input": "What? Step 1: x ки ки"}, "step 1 of input is empty"),
+        ({"input": SHEPHERD_INPUT, "label": SHEPHERD_LABEL.replace("-", "?")}, "must be + or -"),
+        ({"input": SHEPHERD_INPUT, "label": SHEPHERD_LABEL + "+"}, "lengths do not match"),
+    ],
+)
+def test_bad_math_shepherd_records_are_drops(record: dict, words: str) -> None:
+    drop = normalize_step_record(record, MATH_SHEPHERD, "m.jsonl:2")
+    assert isinstance(drop, Drop) and words in drop.message
+
+
+def test_read_stepwise_detects_layout_and_keeps_every_line(write_jsonl: WriteJsonl) -> None:
+    path = write_jsonl(
+        "steps.jsonl",
+        [
+            {"prompt": "Q1", "completions": ["a", "b"], "labels": [True, True]},
+            "{not json",
+            {"prompt": "Q2", "completions": ["a"], "labels": [True, False]},
+            {"prompt": "Q3", "completions": ["c"]},
+        ],
+    )
+    data = read_stepwise(str(path))
+    assert data.layout == TRL
+    assert [row.prompt for row in data.rows] == ["Q1", "Q3"]
+    assert data.rows[1].labels is None
+    assert [(d.reason, d.location.rsplit(":", 1)[1]) for d in data.drops] == [
+        (UNREADABLE_RECORD, "2"),
+        (INVALID_RECORD, "3"),
+    ]
+
+
+def test_read_stepwise_refuses_an_unknown_layout(write_jsonl: WriteJsonl) -> None:
+    path = write_jsonl("pairs.jsonl", [{"prompt": "Q", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(RmdataError, match="pairs.jsonl:1: cannot tell the stepwise layout"):
+        read_stepwise(str(path))
