@@ -76,7 +76,7 @@ def normalize_step_record(record: Mapping[str, Any], layout: str, location: str)
     problems = Problems()
     if layout == TRL:
         parsed = _trl(record, problems)
-        consumed = ("prompt", "completions", "labels")
+        consumed: tuple[str, ...] = ("prompt", "completions", "labels")
     elif layout == MATH_SHEPHERD:
         parsed = _math_shepherd(record, problems)
         consumed = ("input", "label")
