@@ -1,6 +1,6 @@
 """Stepwise data for process reward models: one solution split into steps, optionally a label per step.
 
-Two input layouts, recognised from a record's keys (or named with ``layout=``):
+Three input layouts, recognised from a record's keys (or named with ``layout=``):
 
 - ``trl``: TRL's stepwise supervision, ``{"prompt": str, "completions": [step, ...], "labels": [bool, ...]}``.
   A label is a boolean, 0/1, or a number in [0, 1] (a soft label). ``labels`` may be absent (data to score).
@@ -8,6 +8,8 @@ Two input layouts, recognised from a record's keys (or named with ``layout=``):
   each step ending in the step tag (``ки``); ``label`` is ``input`` with each tag replaced by ``+`` (correct) or
   ``-`` (wrong). The question is the text before ``Step 1:`` (TRL's own conversion splits there). ``label``
   may be absent.
+- ``processbench``: ProcessBench's ``{"problem": str, "steps": [step, ...], "label": int}``, ``label`` the index
+  of the first wrong step, -1 when every step is correct. It gives the gold first error, no per-step labels.
 
 A valid record gives one :class:`StepRow`; a bad one (labels and steps of different lengths, an empty step,
 a label outside the allowed set, a tag or ``Step 1:`` missing) gives a
@@ -26,7 +28,8 @@ from rmdata.errors import RmdataError
 
 TRL = "trl"
 MATH_SHEPHERD = "math-shepherd"
-LAYOUTS = (TRL, MATH_SHEPHERD)
+PROCESSBENCH = "processbench"
+LAYOUTS = (TRL, MATH_SHEPHERD, PROCESSBENCH)
 STEP_TAG = "ки"  # Math-Shepherd's step tag
 FIRST_STEP = "Step 1:"  # where a Math-Shepherd question ends and its first step begins
 
@@ -40,12 +43,15 @@ class StepRow:
     labels: tuple[float, ...] | None
     location: str  # file:line or file:row it came from
     extra: Mapping[str, Any] = field(default_factory=dict)  # input keys the layout does not read, carried
+    first_error: int | None = None  # processbench: the gold first wrong step (-1: none), without labels
 
     @property
-    def gold_first_error(self) -> int:
-        """Index of the first step labelled wrong (label < 0.5), -1 when every step is correct."""
+    def gold_first_error(self) -> int | None:
+        """The first step labelled wrong (label < 0.5), -1 when every step is correct; None when unknown."""
+        if self.first_error is not None:
+            return self.first_error
         if self.labels is None:
-            raise ValueError(f"{self.location}: the row has no labels")
+            return None
         return next((i for i, label in enumerate(self.labels) if label < 0.5), -1)
 
 
@@ -63,11 +69,14 @@ class StepData:
 
 
 def detect_layout(record: Mapping[str, Any]) -> str | None:
-    """``trl`` for a record with ``completions``, ``math-shepherd`` for one with ``input``; else ``None``."""
+    """``trl`` (``prompt`` + ``completions``), ``math-shepherd`` (``input``), ``processbench`` (``problem`` +
+    ``steps``); ``None`` for other keys."""
     if "completions" in record and "prompt" in record:
         return TRL
     if "input" in record:
         return MATH_SHEPHERD
+    if "problem" in record and "steps" in record:
+        return PROCESSBENCH
     return None
 
 
@@ -80,6 +89,9 @@ def normalize_step_record(record: Mapping[str, Any], layout: str, location: str)
     elif layout == MATH_SHEPHERD:
         parsed = _math_shepherd(record, problems)
         consumed = ("input", "label")
+    elif layout == PROCESSBENCH:
+        parsed = _processbench(record, problems)
+        consumed = ("problem", "steps", "label")
     else:
         raise RmdataError(f"stepwise layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     if parsed is None or problems:
@@ -88,7 +100,8 @@ def normalize_step_record(record: Mapping[str, Any], layout: str, location: str)
         return Drop(INVALID_RECORD, message, location, dict(record), fields)
     prompt, steps, labels = parsed
     extra = {k: v for k, v in record.items() if k not in consumed}
-    return StepRow(prompt, tuple(steps), None if labels is None else tuple(labels), location, extra)
+    first_error = record["label"] if layout == PROCESSBENCH else None
+    return StepRow(prompt, tuple(steps), None if labels is None else tuple(labels), location, extra, first_error)
 
 
 def _trl(record: Mapping[str, Any], problems: Problems) -> tuple[str, list[str], list[float] | None] | None:
@@ -124,6 +137,17 @@ def _labels(value: Any, problems: Problems) -> list[float] | None:
             continue
         out.append(float(label))
     return None if len(out) != len(value) else out
+
+
+def _processbench(record: Mapping[str, Any], problems: Problems) -> tuple[str, list[str], None] | None:
+    prompt = check_text(record.get("problem"), "problem", problems)
+    steps = _steps(record.get("steps"), "steps", problems)
+    label = record.get("label")
+    if steps is not None and (isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < len(steps)):
+        problems.add("label", f"label must be -1 or a step index below {len(steps)}; got {describe(label)}")
+    if prompt is None or steps is None or problems:
+        return None
+    return prompt, steps, None
 
 
 def _math_shepherd(record: Mapping[str, Any], problems: Problems) -> tuple[str, list[str], list[float] | None] | None:
@@ -198,8 +222,8 @@ def read_stepwise(path: str, layout: str = "auto") -> StepData:
             if detected is None:
                 raise RmdataError(
                     f"{location}: cannot tell the stepwise layout from the keys {sorted(value)}; expected "
-                    "prompt + completions (+ labels) for trl, or input (+ label) for math-shepherd "
-                    "(or pass --layout)"
+                    "prompt + completions (+ labels) for trl, input (+ label) for math-shepherd, or "
+                    "problem + steps + label for processbench (or pass --layout)"
                 )
             data.layout = detected
         result = normalize_step_record(value, data.layout, location)
