@@ -21,11 +21,10 @@ import torch
 from rmdata.errors import RmdataError
 from rmdata.model.attention import varlen_kwargs
 from rmdata.model.step_model import StepModel
+from rmdata.score.step_config import AGGREGATES
 from rmdata.tokens.batching import pack_sequences
 from rmdata.tokens.packing import plan_singles
 from rmdata.tokens.steps import StepTokens
-
-AGGREGATES = ("min", "last", "mean", "product")
 
 
 def score_steps(model: StepModel, solutions: Sequence[StepTokens], *, batch_tokens: int = 8192) -> list[np.ndarray]:

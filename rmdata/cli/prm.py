@@ -1,0 +1,134 @@
+"""`rmdata score-steps`, `eval-steps` and `filter-steps`: process reward models over stepwise data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rmdata.cli.app import app, quiet_transformers
+from rmdata.score.step_config import HELP
+from rmdata.score.step_config import StepScoreConfig as _Defaults
+
+_D = _Defaults()
+
+DataArg = Annotated[str, typer.Argument(show_default=False, help=HELP["data"])]
+ModelOption = Annotated[str, typer.Option("--model", "-m", show_default=False, help=HELP["model"])]
+LayoutOption = Annotated[str, typer.Option("--layout", help=HELP["layout"])]
+DataLayoutOption = Annotated[str, typer.Option("--data-layout", help=HELP["data_layout"])]
+ThresholdOption = Annotated[float, typer.Option("--threshold", help=HELP["threshold"])]
+BatchTokensOption = Annotated[int, typer.Option("--batch-tokens", min=1, help=HELP["batch_tokens"])]
+MaxLengthOption = Annotated[
+    int | None, typer.Option("--max-length", min=1, show_default=False, help=HELP["max_length"])
+]
+DeviceOption = Annotated[str, typer.Option("--device", help=HELP["device"])]
+
+
+@app.command("score-steps")
+def score_steps_command(
+    data: DataArg,
+    model: ModelOption,
+    output: Annotated[str, typer.Option("--output", "-o", help=HELP["output"])] = _D.output,
+    layout: LayoutOption = _D.layout,
+    data_layout: DataLayoutOption = _D.data_layout,
+    aggregate: Annotated[str, typer.Option("--aggregate", help=HELP["aggregate"])] = _D.aggregate,
+    threshold: ThresholdOption = _D.threshold,
+    batch_tokens: BatchTokensOption = _D.batch_tokens,
+    max_length: MaxLengthOption = None,
+    device: DeviceOption = _D.device,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP["overwrite"])] = False,
+) -> None:
+    """Score every step of every solution with a process reward model (one forward per packed row).
+
+    Writes a dataset directory: step_rewards, reward (--aggregate), first_error_step (--threshold) and the
+    input columns per solution; records that cannot be scored go to rejects.jsonl with their reason.
+    """
+    from rmdata.score.step_run import run_score_steps
+
+    quiet_transformers()
+    cfg = _Defaults(
+        data=data,
+        model=model,
+        layout=layout,
+        data_layout=data_layout,
+        output=output,
+        aggregate=aggregate,
+        threshold=threshold,
+        batch_tokens=batch_tokens,
+        max_length=max_length,
+        device=device,
+        overwrite=overwrite,
+    )
+    manifest = run_score_steps(cfg)
+    dropped = ", ".join(f"{k} {v}" for k, v in manifest["dropped"].items()) or "none"
+    typer.echo(
+        f"step scores: {output}  ({manifest['rows']:,} solutions, {manifest['steps']:,} steps; dropped: {dropped})"
+    )
+    if manifest["dropped"]:
+        typer.echo(f"rejects: {output}/rejects.jsonl")
+
+
+@app.command("eval-steps")
+def eval_steps_command(
+    data: DataArg,
+    model: ModelOption,
+    layout: LayoutOption = _D.layout,
+    data_layout: DataLayoutOption = _D.data_layout,
+    threshold: ThresholdOption = _D.threshold,
+    subset: Annotated[str | None, typer.Option("--subset", show_default=False, help=HELP["subset"])] = None,
+    batch_tokens: BatchTokensOption = _D.batch_tokens,
+    max_length: MaxLengthOption = None,
+    device: DeviceOption = _D.device,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", show_default=False, help="Also write the report here (JSON).")
+    ] = None,
+) -> None:
+    """Evaluate a PRM on labelled stepwise data: step accuracy and ProcessBench's first-error F1, per subset.
+
+    Prints one JSON report: for all solutions and each --subset value, accuracy on erroneous and on correct
+    solutions (fractions), their harmonic mean f1, and step_accuracy.
+    """
+    from rmdata.io import write_text_atomic
+    from rmdata.score.step_run import run_eval_steps
+
+    quiet_transformers()
+    cfg = _Defaults(
+        data=data,
+        model=model,
+        layout=layout,
+        data_layout=data_layout,
+        threshold=threshold,
+        subset=subset,
+        batch_tokens=batch_tokens,
+        max_length=max_length,
+        device=device,
+    )
+    text = json.dumps(run_eval_steps(cfg), indent=2)
+    if output is not None:
+        write_text_atomic(output, text + "\n")
+    typer.echo(text)
+
+
+@app.command("filter-steps")
+def filter_steps_command(
+    scores: Annotated[Path, typer.Argument(exists=True, show_default=False, help="A `rmdata score-steps` output.")],
+    threshold: ThresholdOption = _D.threshold,
+    cut_at_first_error: Annotated[
+        bool, typer.Option("--cut-at-first-error", help="Keep each solution's steps before its first error.")
+    ] = False,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path(
+        "rmdata-out/step-sft"
+    ),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP["overwrite"])] = False,
+) -> None:
+    """SFT data from step scores: solutions with no step under --threshold, or (--cut-at-first-error) the
+    correct prefix of each. Drops are counted by reason and written to rejects.jsonl.
+    """
+    from rmdata.curate.step_run import run_filter_steps
+
+    manifest = run_filter_steps(scores, output, threshold=threshold, cut=cut_at_first_error, overwrite=overwrite)
+    dropped = ", ".join(f"{k} {v}" for k, v in manifest["dropped"].items()) or "none"
+    typer.echo(f"sft: {output}  ({manifest['rows_kept']:,} of {manifest['rows_in']:,} solutions; dropped: {dropped})")
+    typer.echo(f"load:  datasets.load_dataset({str(output)!r}, split='train')  # conversational 'messages' column")
