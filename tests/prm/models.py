@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2Model
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Model
 
+from rmdata.config import TinyModelConfig
 from rmdata.model.step_model import QWEN_SEPARATOR, QWEN_SYSTEM
-from rmdata.model.tiny import build_tiny_tokenizer
+from rmdata.model.tiny import build_tiny_tokenizer, save_tiny_qwen_prm
 
 SIZES = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 
 
-def _tokenizer():  # type: ignore[no-untyped-def]
-    tokenizer = build_tiny_tokenizer()
-    tokenizer.add_tokens([QWEN_SEPARATOR], special_tokens=True)
-    return tokenizer
-
-
 def save_qwen_prm(path: Path, seed: int = 0) -> Path:
-    """A Qwen2.5-Math-PRM-layout directory: ``model.*`` Qwen2 weights, ``score.{0,2}`` two-class MLP head."""
-    torch.manual_seed(seed)
-    tokenizer = _tokenizer()
-    config = Qwen2Config(vocab_size=len(tokenizer), max_position_embeddings=512, use_cache=False, **SIZES)
-    trunk = Qwen2Model(config)
-    head = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2))
-    nn.init.normal_(head[2].weight, std=0.5)
-    weights = {f"model.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
-    weights.update({f"score.{k}": v.contiguous() for k, v in head.state_dict().items()})
-    path.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(path / "model.safetensors"), metadata={"format": "pt"})
-    config.architectures = ["Qwen2ForProcessRewardModel"]
-    config.auto_map = {"AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"}  # as the real one; never run
-    config.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    """A Qwen2.5-Math-PRM-layout directory (``rmdata.model.tiny.save_tiny_qwen_prm``), with the real one's auto_map."""
+    save_tiny_qwen_prm(path, TinyModelConfig(hidden_size=32, intermediate_size=64, max_position_embeddings=512), seed)
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"}  # never run: no such file
+    (path / "config.json").write_text(json.dumps(config))
     return path
 
 
