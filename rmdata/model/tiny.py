@@ -97,8 +97,9 @@ def save_tiny_qwen_prm(path: Any, sizes: TinyModelConfig, seed: int = 0) -> Any:
         use_cache=False,
     )
     trunk = Qwen2Model(config)
-    head = nn.Sequential(nn.Linear(sizes.hidden_size, sizes.hidden_size), nn.ReLU(), nn.Linear(sizes.hidden_size, 2))
-    nn.init.normal_(head[2].weight, std=0.5)
+    classes = nn.Linear(sizes.hidden_size, 2)
+    nn.init.normal_(classes.weight, std=0.5)
+    head = nn.Sequential(nn.Linear(sizes.hidden_size, sizes.hidden_size), nn.ReLU(), classes)
     weights = {f"model.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
     weights.update({f"score.{k}": v.contiguous() for k, v in head.state_dict().items()})
     path = Path(path)
