@@ -18,6 +18,7 @@ DataArg = Annotated[str, typer.Argument(show_default=False, help=HELP["data"])]
 ModelOption = Annotated[str, typer.Option("--model", "-m", show_default=False, help=HELP["model"])]
 LayoutOption = Annotated[str, typer.Option("--layout", help=HELP["layout"])]
 DataLayoutOption = Annotated[str, typer.Option("--data-layout", help=HELP["data_layout"])]
+NeutralOption = Annotated[float, typer.Option("--neutral-label", help=HELP["neutral_label"])]
 ThresholdOption = Annotated[float, typer.Option("--threshold", help=HELP["threshold"])]
 BatchTokensOption = Annotated[int, typer.Option("--batch-tokens", min=1, help=HELP["batch_tokens"])]
 MaxLengthOption = Annotated[
@@ -33,6 +34,7 @@ def score_steps_command(
     output: Annotated[str, typer.Option("--output", "-o", help=HELP["output"])] = _D.output,
     layout: LayoutOption = _D.layout,
     data_layout: DataLayoutOption = _D.data_layout,
+    neutral_label: NeutralOption = _D.neutral_label,
     aggregate: Annotated[str, typer.Option("--aggregate", help=HELP["aggregate"])] = _D.aggregate,
     threshold: ThresholdOption = _D.threshold,
     batch_tokens: BatchTokensOption = _D.batch_tokens,
@@ -53,6 +55,7 @@ def score_steps_command(
         model=model,
         layout=layout,
         data_layout=data_layout,
+        neutral_label=neutral_label,
         output=output,
         aggregate=aggregate,
         threshold=threshold,
@@ -76,6 +79,7 @@ def eval_steps_command(
     model: ModelOption,
     layout: LayoutOption = _D.layout,
     data_layout: DataLayoutOption = _D.data_layout,
+    neutral_label: NeutralOption = _D.neutral_label,
     threshold: ThresholdOption = _D.threshold,
     subset: Annotated[str | None, typer.Option("--subset", show_default=False, help=HELP["subset"])] = None,
     batch_tokens: BatchTokensOption = _D.batch_tokens,
@@ -99,6 +103,7 @@ def eval_steps_command(
         model=model,
         layout=layout,
         data_layout=data_layout,
+        neutral_label=neutral_label,
         threshold=threshold,
         subset=subset,
         batch_tokens=batch_tokens,

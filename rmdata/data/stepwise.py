@@ -1,6 +1,6 @@
 """Stepwise data for process reward models: one solution split into steps, optionally a label per step.
 
-Three input layouts, recognised from a record's keys (or named with ``layout=``):
+Four input layouts, recognised from a record's keys (or named with ``layout=``):
 
 - ``trl``: TRL's stepwise supervision, ``{"prompt": str, "completions": [step, ...], "labels": [bool, ...]}``.
   A label is a boolean, 0/1, or a number in [0, 1] (a soft label). ``labels`` may be absent (data to score).
@@ -10,6 +10,12 @@ Three input layouts, recognised from a record's keys (or named with ``layout=``)
   may be absent.
 - ``processbench``: ProcessBench's ``{"problem": str, "steps": [step, ...], "label": int}``, ``label`` the index
   of the first wrong step, -1 when every step is correct. It gives the gold first error, no per-step labels.
+- ``prm800k``: PRM800K's raw rating records (its public README), ``{"question": {"problem": ...}, "label":
+  {"steps": [{"completions": [{"text", "rating"}, ...], "human_completion", "chosen_completion"}, ...]}}``.
+  Each step is the chosen completion, else the human completion, else (the step where labelling stopped) the
+  first completion rated -1, else the first one. Ratings map 1 -> 1.0, -1 -> 0.0 and 0 (neutral) ->
+  ``neutral`` (default 1.0: a neutral step is not an error, as in Lightman et al.'s evaluation; 0.0 counts it
+  as one, 0.5 makes it a soft label).
 
 A valid record gives one :class:`StepRow`; a bad one (labels and steps of different lengths, an empty step,
 a label outside the allowed set, a tag or ``Step 1:`` missing) gives a
@@ -29,7 +35,8 @@ from rmdata.errors import RmdataError
 TRL = "trl"
 MATH_SHEPHERD = "math-shepherd"
 PROCESSBENCH = "processbench"
-LAYOUTS = (TRL, MATH_SHEPHERD, PROCESSBENCH)
+PRM800K = "prm800k"
+LAYOUTS = (TRL, MATH_SHEPHERD, PROCESSBENCH, PRM800K)
 STEP_TAG = "ки"  # Math-Shepherd's step tag
 FIRST_STEP = "Step 1:"  # where a Math-Shepherd question ends and its first step begins
 
@@ -70,18 +77,25 @@ class StepData:
 
 def detect_layout(record: Mapping[str, Any]) -> str | None:
     """``trl`` (``prompt`` + ``completions``), ``math-shepherd`` (``input``), ``processbench`` (``problem`` +
-    ``steps``); ``None`` for other keys."""
+    ``steps``), ``prm800k`` (``question`` + a ``label`` object); ``None`` for other keys."""
     if "completions" in record and "prompt" in record:
         return TRL
     if "input" in record:
         return MATH_SHEPHERD
     if "problem" in record and "steps" in record:
         return PROCESSBENCH
+    if "question" in record and isinstance(record.get("label"), dict):
+        return PRM800K
     return None
 
 
-def normalize_step_record(record: Mapping[str, Any], layout: str, location: str) -> StepRow | Drop:
-    """One record of ``layout`` -> its :class:`StepRow`, or a Drop naming every problem found."""
+def normalize_step_record(
+    record: Mapping[str, Any], layout: str, location: str, neutral: float = 1.0
+) -> StepRow | Drop:
+    """One record of ``layout`` -> its :class:`StepRow`, or a Drop naming every problem found.
+
+    ``neutral``: the label of a PRM800K step rated 0 (see the module docstring).
+    """
     problems = Problems()
     if layout == TRL:
         parsed = _trl(record, problems)
@@ -92,6 +106,9 @@ def normalize_step_record(record: Mapping[str, Any], layout: str, location: str)
     elif layout == PROCESSBENCH:
         parsed = _processbench(record, problems)
         consumed = ("problem", "steps", "label")
+    elif layout == PRM800K:
+        parsed = _prm800k(record, neutral, problems)
+        consumed = ("question", "label")
     else:
         raise RmdataError(f"stepwise layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     if parsed is None or problems:
@@ -150,6 +167,59 @@ def _processbench(record: Mapping[str, Any], problems: Problems) -> tuple[str, l
     return prompt, steps, None
 
 
+def _prm800k(
+    record: Mapping[str, Any], neutral: float, problems: Problems
+) -> tuple[str, list[str], list[float]] | None:
+    question, label = record.get("question"), record.get("label")
+    prompt = check_text(question.get("problem") if isinstance(question, dict) else None, "question.problem", problems)
+    raw_steps = label.get("steps") if isinstance(label, dict) else None
+    if not isinstance(raw_steps, list) or not raw_steps:
+        problems.add("label.steps", f"label.steps must be a non-empty list of rated steps; got {describe(raw_steps)}")
+        return None
+    steps: list[str] = []
+    labels: list[float] = []
+    for i, step in enumerate(raw_steps):
+        picked = _prm800k_pick(step, f"label.steps[{i}]", problems)
+        if picked is None:
+            continue
+        text, rating = picked
+        steps.append(text)
+        labels.append({1: 1.0, -1: 0.0, 0: neutral}[rating])
+    if prompt is None or problems:
+        return None
+    return prompt, steps, labels
+
+
+def _prm800k_pick(step: Any, where: str, problems: Problems) -> tuple[str, int] | None:
+    """The (text, rating) a PRM800K step continues with (see the module docstring)."""
+    completions = step.get("completions") if isinstance(step, dict) else None
+    if not isinstance(completions, list) or not all(isinstance(c, dict) for c in completions):
+        problems.add(
+            f"{where}.completions", f"{where}.completions must be a list of objects; got {describe(completions)}"
+        )
+        return None
+    chosen, human = step.get("chosen_completion"), step.get("human_completion")
+    if isinstance(chosen, int) and not isinstance(chosen, bool) and 0 <= chosen < len(completions):
+        picked, field_name = completions[chosen], f"{where}.completions[{chosen}]"
+    elif isinstance(human, dict):
+        picked, field_name = (
+            {"rating": 1, **{k: v for k, v in human.items() if v is not None}},
+            f"{where}.human_completion",
+        )
+    elif completions:
+        index = next((j for j, c in enumerate(completions) if c.get("rating") == -1), 0)
+        picked, field_name = completions[index], f"{where}.completions[{index}]"
+    else:
+        problems.add(where, f"{where} has no completion, no chosen_completion and no human_completion")
+        return None
+    text = check_text(picked.get("text"), f"{field_name}.text", problems)
+    rating = picked.get("rating")
+    if isinstance(rating, bool) or rating not in (-1, 0, 1):
+        problems.add(f"{field_name}.rating", f"{field_name}.rating must be -1, 0 or 1; got {describe(rating)}")
+        return None
+    return (text, int(rating)) if text is not None else None
+
+
 def _math_shepherd(record: Mapping[str, Any], problems: Problems) -> tuple[str, list[str], list[float] | None] | None:
     text = check_text(record.get("input"), "input", problems)
     if text is None:
@@ -200,17 +270,20 @@ def _shepherd_labels(text: str, label: Any, num_steps: int, problems: Problems) 
     return [1.0 if mark == "+" else 0.0 for mark in marks]
 
 
-def read_stepwise(path: str, layout: str = "auto") -> StepData:
+def read_stepwise(path: str, layout: str = "auto", neutral: float = 1.0) -> StepData:
     """Every record of ``path`` (any input rmdata reads) as step rows or drops, in file order.
 
+    ``neutral``: the label of a PRM800K step rated 0 (1.0, 0.0, or a soft label between).
     ``layout="auto"`` takes the layout of the first readable record (:func:`detect_layout`); a first record
     of neither layout is an RmdataError naming the keys it has.
     """
     from rmdata.data.inputs import resolve_input
     from rmdata.data.readers import iter_batches
 
+    if not 0 <= neutral <= 1:
+        raise RmdataError(f"--neutral-label {neutral}: must be in [0, 1] (1 = neutral steps are correct, 0 = errors)")
     if layout != "auto" and layout not in LAYOUTS:
-        raise RmdataError(f"--layout {layout!r} is not one of auto, {', '.join(LAYOUTS)}")
+        raise RmdataError(f"--data-layout {layout!r} is not one of auto, {', '.join(LAYOUTS)}")
     info = resolve_input(path)
     data = StepData([], [], layout)
     for location, value, error, text in _records(iter_batches(info)):
@@ -223,10 +296,10 @@ def read_stepwise(path: str, layout: str = "auto") -> StepData:
                 raise RmdataError(
                     f"{location}: cannot tell the stepwise layout from the keys {sorted(value)}; expected "
                     "prompt + completions (+ labels) for trl, input (+ label) for math-shepherd, or "
-                    "problem + steps + label for processbench (or pass --layout)"
+                    "problem + steps + label for processbench, question + label for prm800k (or pass --data-layout)"
                 )
             data.layout = detected
-        result = normalize_step_record(value, data.layout, location)
+        result = normalize_step_record(value, data.layout, location, neutral)
         (data.drops if isinstance(result, Drop) else data.rows).append(result)  # type: ignore[arg-type]
     if data.layout == "auto":
         raise RmdataError(f"{path}: no readable record, so no stepwise layout to detect")

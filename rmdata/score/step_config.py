@@ -27,6 +27,9 @@ class StepScoreConfig:
     data_layout: str = _opt(
         "auto", "Data layout: auto (from the first record's keys), trl, math-shepherd or processbench."
     )
+    neutral_label: float = _opt(
+        1.0, "PRM800K: the label of a step rated 0 (1 = not an error, 0 = an error, 0.5 = soft)."
+    )
     output: str = _opt("rmdata-out/step-scores", "Output dataset directory (data/*.parquet, README.md, manifest.json).")
     aggregate: str = _opt("min", f"A solution's reward from its step scores: {', '.join(AGGREGATES)}.")
     threshold: float = _opt(0.5, "A step scoring under this is an error: first_error_step is the first such step.")

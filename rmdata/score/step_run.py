@@ -49,7 +49,7 @@ def scored_rows(cfg: StepScoreConfig) -> tuple[list[StepRow], list[np.ndarray], 
     """The rows that scored, their step scores, every drop, and the model."""
     if cfg.aggregate not in AGGREGATES:
         raise RmdataError(f"--aggregate {cfg.aggregate!r} is not one of {', '.join(AGGREGATES)}")
-    data = read_stepwise(cfg.data, cfg.data_layout)
+    data = read_stepwise(cfg.data, cfg.data_layout, cfg.neutral_label)
     model = _model(cfg)
     rows: list[StepRow] = []
     tokens: list[StepTokens] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rmdata.data.drops import INVALID_RECORD, UNREADABLE_RECORD, Drop
-from rmdata.data.stepwise import MATH_SHEPHERD, TRL, StepRow, normalize_step_record, read_stepwise
+from rmdata.data.stepwise import MATH_SHEPHERD, PRM800K, TRL, StepRow, normalize_step_record, read_stepwise
 from rmdata.errors import RmdataError
 from tests.conftest import WriteJsonl
 
@@ -86,3 +86,39 @@ def test_read_stepwise_refuses_an_unknown_layout(write_jsonl: WriteJsonl) -> Non
     path = write_jsonl("pairs.jsonl", [{"prompt": "Q", "chosen": "a", "rejected": "b"}])
     with pytest.raises(RmdataError, match="pairs.jsonl:1: cannot tell the stepwise layout"):
         read_stepwise(str(path))
+
+
+def _prm800k(steps: list[dict]) -> dict:
+    return {"question": {"problem": "How many?", "ground_truth_answer": "12"}, "label": {"steps": steps}}
+
+
+def test_prm800k_follows_the_chosen_then_human_then_first_bad_completion() -> None:
+    record = _prm800k(
+        [
+            {"completions": [{"text": "a", "rating": 0}, {"text": "b", "rating": 1}], "chosen_completion": 1},
+            {"completions": [{"text": "c", "rating": -1}], "human_completion": {"text": "h", "rating": None}},
+            {"completions": [{"text": "d", "rating": 0}], "chosen_completion": 0},
+            {"completions": [{"text": "e", "rating": 1}, {"text": "f", "rating": -1}], "chosen_completion": None},
+        ]
+    )
+    row = normalize_step_record(record, PRM800K, "p.jsonl:1")
+    assert isinstance(row, StepRow)
+    assert row.prompt == "How many?" and row.steps == ("b", "h", "d", "f")
+    assert row.labels == (1.0, 1.0, 1.0, 0.0) and row.gold_first_error == 3
+    soft = normalize_step_record(record, PRM800K, "p.jsonl:1", neutral=0.0)
+    assert isinstance(soft, StepRow) and soft.labels == (1.0, 1.0, 0.0, 0.0) and soft.gold_first_error == 2
+
+
+def test_prm800k_bad_ratings_and_empty_steps_are_drops() -> None:
+    bad = normalize_step_record(_prm800k([{"completions": [{"text": "a", "rating": 2}]}]), PRM800K, "p:2")
+    assert isinstance(bad, Drop) and "rating must be -1, 0 or 1" in bad.message
+    empty = normalize_step_record(_prm800k([]), PRM800K, "p:3")
+    assert isinstance(empty, Drop) and "label.steps must be a non-empty list" in empty.message
+
+
+def test_prm800k_is_detected_and_the_neutral_label_checked(write_jsonl: WriteJsonl) -> None:
+    step = {"completions": [{"text": "a", "rating": 0}], "chosen_completion": 0}
+    path = write_jsonl("prm800k.jsonl", [_prm800k([step])])
+    assert read_stepwise(str(path), neutral=0.5).rows[0].labels == (0.5,)
+    with pytest.raises(RmdataError, match="--neutral-label 2"):
+        read_stepwise(str(path), neutral=2)
