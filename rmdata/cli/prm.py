@@ -1,4 +1,4 @@
-"""`rmdata score-steps`, `eval-steps` and `filter-steps`: process reward models over stepwise data."""
+"""`rmdata train-steps`, `score-steps`, `eval-steps` and `filter-steps`: process reward models over stepwise data."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import typer
 from rmdata.cli.app import app, quiet_transformers
 from rmdata.score.step_config import HELP
 from rmdata.score.step_config import StepScoreConfig as _Defaults
+from rmdata.train.step_config import HELP as TRAIN_HELP
+from rmdata.train.step_config import StepTrainConfig as _TrainDefaults
 
 _D = _Defaults()
+_T = _TrainDefaults()
 
 DataArg = Annotated[str, typer.Argument(show_default=False, help=HELP["data"])]
 ModelOption = Annotated[str, typer.Option("--model", "-m", show_default=False, help=HELP["model"])]
@@ -137,3 +140,59 @@ def filter_steps_command(
     dropped = ", ".join(f"{k} {v}" for k, v in manifest["dropped"].items()) or "none"
     typer.echo(f"sft: {output}  ({manifest['rows_kept']:,} of {manifest['rows_in']:,} solutions; dropped: {dropped})")
     typer.echo(f"load:  datasets.load_dataset({str(output)!r}, split='train')  # conversational 'messages' column")
+
+
+@app.command("train-steps")
+def train_steps_command(
+    data: Annotated[str, typer.Argument(show_default=False, help=TRAIN_HELP["data"])],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Backbone: 'tiny' or a Hugging Face model directory.")
+    ] = "tiny",
+    finetune: Annotated[str, typer.Option("--finetune", help="full, lora or qlora (as rmdata train).")] = "full",
+    separator: Annotated[
+        str | None,
+        typer.Option("--separator", show_default=False, help="Step separator token (default: the tokenizer's EOS)."),
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help=TRAIN_HELP["output"])] = _T.output,
+    data_layout: DataLayoutOption = _T.data_layout,
+    neutral_label: NeutralOption = _T.neutral_label,
+    max_packed_length: Annotated[
+        int, typer.Option("--max-packed-length", help=TRAIN_HELP["max_packed_length"])
+    ] = _T.max_packed_length,
+    rows_per_step: Annotated[int, typer.Option("--rows-per-step", help=TRAIN_HELP["rows_per_step"])] = _T.rows_per_step,
+    epochs: Annotated[int, typer.Option("--epochs", help=TRAIN_HELP["epochs"])] = _T.epochs,
+    lr: Annotated[float, typer.Option("--lr", help=TRAIN_HELP["lr"])] = _T.lr,
+    seed: Annotated[int, typer.Option("--seed", help=TRAIN_HELP["seed"])] = _T.seed,
+    device: DeviceOption = _T.device,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export rmdata wrote.")] = False,
+) -> None:
+    """Train a process reward model on labelled steps: the value head at a separator after every step, BCE per step.
+
+    Solutions are packed into rows of --max-packed-length tokens; the export loads in `rmdata score-steps`
+    (layout rmdata) and in transformers as AutoModelForSequenceClassification.
+    """
+    from rmdata.config import ModelConfig
+    from rmdata.train.step_run import run_train_steps
+
+    quiet_transformers()
+    cfg = _TrainDefaults(
+        data=data,
+        data_layout=data_layout,
+        neutral_label=neutral_label,
+        output=output,
+        max_packed_length=max_packed_length,
+        rows_per_step=rows_per_step,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        device=device,
+        model=ModelConfig(name_or_path=model, finetune=finetune, reward_token=separator),  # type: ignore[arg-type]
+    )
+    summary = run_train_steps(cfg, overwrite=overwrite)
+    dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"
+    typer.echo(
+        f"prm: {output}  ({summary['solutions']:,} solutions, {summary['steps']:,} steps, "
+        f"{summary['optimizer_steps']} optimizer steps, loss {summary['first_loss']:.4f} -> "
+        f"{summary['last_loss']:.4f}; dropped: {dropped})"
+    )
+    typer.echo(f"score: rmdata score-steps DATA --model {output}")

@@ -111,3 +111,23 @@ def test_help_lists_the_step_commands_without_importing_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert "score-steps" in _invoke("--help") and "filter-steps" in _invoke("--help")
+
+
+def test_train_steps_then_score_steps_with_the_export(tmp_path: Path, write_jsonl: WriteJsonl) -> None:
+    rows = [r for r in ROWS if isinstance(r, dict)] + [{"prompt": "No labels.", "completions": ["a"]}]
+    data = write_jsonl("train.jsonl", rows)
+    export = tmp_path / "prm"
+    out = _invoke(
+        "train-steps", str(data), "--separator", "<|reward|>", "--output", str(export), "--epochs", "4", "--lr", "3e-3"
+    )
+    assert "4 solutions, 8 steps" in out  # "Sep." trains: <extra_0> is plain text to the tiny tokenizer
+    summary = json.loads((export / "train_steps.json").read_text())
+    assert summary["dropped"] == {"invalid_record": 2}  # the bad label count, and the row without labels
+    assert summary["last_loss"] < summary["first_loss"]
+    assert summary["optimizer_steps"] == 4  # one packed row of 4 solutions per epoch
+    scores = tmp_path / "scores"
+    _invoke("score-steps", str(data), "--model", str(export), "--output", str(scores))
+    scored = pl.read_parquet(scores / "data" / "*.parquet")
+    assert scored.height == 5
+    assert [len(s) for s in scored["step_rewards"]] == [len(c) for c in scored["completions"]]
+    assert json.loads((scores / "manifest.json").read_text())["model_layout"] == "rmdata"
