@@ -196,3 +196,33 @@ def train_steps_command(
         f"{summary['last_loss']:.4f}; dropped: {dropped})"
     )
     typer.echo(f"score: rmdata score-steps DATA --model {output}")
+
+
+@app.command("build-step-dpo")
+def build_step_dpo_command(
+    scores: Annotated[Path, typer.Argument(exists=True, show_default=False, help="A `rmdata score-steps` output.")],
+    threshold: ThresholdOption = _D.threshold,
+    max_pairs_per_prompt: Annotated[
+        int | None,
+        typer.Option("--max-pairs-per-prompt", show_default=False, help="Cap pairs per prompt, largest gaps first."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path(
+        "rmdata-out/step-dpo"
+    ),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP["overwrite"])] = False,
+) -> None:
+    """Step-level DPO pairs: two solutions of a prompt sharing a correct prefix, then a correct vs a wrong step.
+
+    Writes TRL's standard preference format (prompt = the prompt and the shared steps, chosen / rejected = the
+    next step) with step_index and both rewards; solutions in no pair go to rejects.jsonl with their reason.
+    """
+    from rmdata.curate.step_run import run_build_step_dpo
+
+    manifest = run_build_step_dpo(
+        scores, output, threshold=threshold, max_pairs_per_prompt=max_pairs_per_prompt, overwrite=overwrite
+    )
+    dropped = ", ".join(f"{k} {v}" for k, v in manifest["dropped"].items()) or "none"
+    typer.echo(
+        f"dpo: {output}  ({manifest['pairs']:,} step pairs from {manifest['rows_in']:,} solutions; unpaired: {dropped})"
+    )
+    typer.echo(f"load:  datasets.load_dataset({str(output)!r}, split='train')  # prompt / chosen / rejected strings")
