@@ -274,8 +274,9 @@ def read_stepwise(path: str, layout: str = "auto", neutral: float = 1.0) -> Step
     """Every record of ``path`` (any input rmdata reads) as step rows or drops, in file order.
 
     ``neutral``: the label of a PRM800K step rated 0 (1.0, 0.0, or a soft label between).
-    ``layout="auto"`` takes the layout of the first readable record (:func:`detect_layout`); a first record
-    of neither layout is an RmdataError naming the keys it has.
+    ``layout="auto"`` takes the layout of the first record whose keys name one (:func:`detect_layout`); records
+    before it are read in that layout too (so they become drops naming what they lack). A file where no record
+    names a layout is an RmdataError naming the first record's keys.
     """
     from rmdata.data.inputs import resolve_input
     from rmdata.data.readers import iter_batches
@@ -285,25 +286,30 @@ def read_stepwise(path: str, layout: str = "auto", neutral: float = 1.0) -> Step
     if layout != "auto" and layout not in LAYOUTS:
         raise RmdataError(f"--data-layout {layout!r} is not one of auto, {', '.join(LAYOUTS)}")
     info = resolve_input(path)
-    data = StepData([], [], layout)
+    results: list[StepRow | Drop | tuple[str, dict[str, Any]]] = []  # a tuple: read once the layout is known
     for location, value, error, text in _records(iter_batches(info)):
         if value is None:
-            data.drops.append(Drop(UNREADABLE_RECORD, error or "unreadable", location, None, raw=text))
+            results.append(Drop(UNREADABLE_RECORD, error or "unreadable", location, None, raw=text))
             continue
-        if data.layout == "auto":
-            detected = detect_layout(value)
-            if detected is None:
-                raise RmdataError(
-                    f"{location}: cannot tell the stepwise layout from the keys {sorted(value)}; expected "
-                    "prompt + completions (+ labels) for trl, input (+ label) for math-shepherd, or "
-                    "problem + steps + label for processbench, question + label for prm800k (or pass --data-layout)"
-                )
-            data.layout = detected
-        result = normalize_step_record(value, data.layout, location, neutral)
-        (data.drops if isinstance(result, Drop) else data.rows).append(result)  # type: ignore[arg-type]
-    if data.layout == "auto":
-        raise RmdataError(f"{path}: no readable record, so no stepwise layout to detect")
-    return data
+        if layout == "auto" and (detected := detect_layout(value)) is not None:
+            layout = detected
+            results = [
+                normalize_step_record(r[1], layout, r[0], neutral) if isinstance(r, tuple) else r for r in results
+            ]
+        results.append(
+            (location, value) if layout == "auto" else normalize_step_record(value, layout, location, neutral)
+        )
+    if layout == "auto":
+        first = next((r for r in results if isinstance(r, tuple)), None)
+        if first is None:
+            raise RmdataError(f"{path}: no readable record, so no stepwise layout to detect")
+        raise RmdataError(
+            f"{first[0]}: cannot tell the stepwise layout from the keys {sorted(first[1])}, nor from any later "
+            "record; expected prompt + completions (+ labels) for trl, input (+ label) for math-shepherd, "
+            "problem + steps + label for processbench, question + label for prm800k (or pass --data-layout)"
+        )
+    rows = [r for r in results if isinstance(r, StepRow)]
+    return StepData(rows, [r for r in results if isinstance(r, Drop)], layout)
 
 
 def _records(batches: Iterator[Any]) -> Iterator[tuple[str, dict[str, Any] | None, str | None, str | None]]:

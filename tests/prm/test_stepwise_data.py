@@ -84,7 +84,9 @@ def test_read_stepwise_detects_layout_and_keeps_every_line(write_jsonl: WriteJso
 
 def test_read_stepwise_refuses_an_unknown_layout(write_jsonl: WriteJsonl) -> None:
     path = write_jsonl("pairs.jsonl", [{"prompt": "Q", "chosen": "a", "rejected": "b"}])
-    with pytest.raises(RmdataError, match="pairs.jsonl:1: cannot tell the stepwise layout"):
+    with pytest.raises(
+        RmdataError, match="pairs.jsonl:1: cannot tell the stepwise layout from the keys .* nor from any later"
+    ):
         read_stepwise(str(path))
 
 
@@ -122,3 +124,17 @@ def test_prm800k_is_detected_and_the_neutral_label_checked(write_jsonl: WriteJso
     assert read_stepwise(str(path), neutral=0.5).rows[0].labels == (0.5,)
     with pytest.raises(RmdataError, match="--neutral-label 2"):
         read_stepwise(str(path), neutral=2)
+
+
+def test_records_before_the_first_recognisable_one_are_drops_not_a_failure(write_jsonl: WriteJsonl) -> None:
+    path = write_jsonl(
+        "steps.jsonl",
+        [{"prompt": "Q0", "labels": [True]}, "nope", {"prompt": "Q1", "completions": ["a"], "labels": [True]}],
+    )
+    data = read_stepwise(str(path))
+    assert data.layout == TRL and [r.prompt for r in data.rows] == ["Q1"]
+    assert [(d.reason, d.location.rsplit(":", 1)[1]) for d in data.drops] == [
+        (INVALID_RECORD, "1"),
+        (UNREADABLE_RECORD, "2"),
+    ]
+    assert "completions must be a non-empty list" in data.drops[0].message
