@@ -98,13 +98,16 @@ def load_step_model(
     device = torch.device(device)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if layout == QWEN_PRM:
-        trunk, head, template = _qwen_prm(path, tokenizer, dtype)
-    elif layout == MATH_SHEPHERD:
-        trunk, head, template = _math_shepherd(path, tokenizer, dtype)
-    else:
-        trunk, head, template = _rmdata(path, config, tokenizer)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if layout == QWEN_PRM:
+            trunk, head, template = _qwen_prm(path, tokenizer, dtype)
+        elif layout == MATH_SHEPHERD:
+            trunk, head, template = _math_shepherd(path, tokenizer, dtype)
+        else:
+            trunk, head, template = _rmdata(path, config, tokenizer)
+    except (OSError, ValueError, KeyError) as err:
+        raise RmdataError(f"{path}: cannot load it as a {layout} PRM ({str(err).splitlines()[0]})") from err
     attention = choose_attention("auto", device, dtype)
     register_varlen_attention()
     trunk.set_attn_implementation(attention.hf_name)

@@ -80,3 +80,12 @@ def test_an_unknown_model_names_the_layout_flag(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"architectures": ["BertModel"]}')
     with pytest.raises(RmdataError, match="--layout"):
         load_step_model(tmp_path)
+
+
+def test_a_directory_without_weights_is_one_clear_error(tmp_path: Path) -> None:
+    from rmdata.errors import RmdataError
+
+    path = save_qwen_prm(tmp_path / "q")
+    (path / "model.safetensors").unlink()
+    with pytest.raises(RmdataError, match="cannot load it as a qwen-prm PRM"):
+        load_step_model(path)
