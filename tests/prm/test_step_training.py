@@ -73,13 +73,18 @@ def test_a_packed_row_gives_the_loss_and_gradients_of_its_solutions_one_by_one()
     assert any(float(g.abs().max()) > 0 for g in packed_grads)
 
 
-def test_training_changes_every_weight_and_the_export_scores_the_same_in_plain_transformers(tmp_path: Path) -> None:
-    built = build_tiny(seed=3)
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_training_changes_every_trainable_weight_and_the_export_scores_the_same_in_plain_transformers(
+    finetune: str, tmp_path: Path
+) -> None:
+    built = build_tiny(seed=3, finetune=finetune)
     model = built.model
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    if finetune == "lora":  # the trunk is frozen: only adapters and the head train
+        assert 0 < len(before) < len(list(model.parameters()))
     losses = train_prm(model, _examples(built), max_packed_length=256, rows_per_step=1, epochs=8, lr=3e-3)
     assert losses[-1] < losses[0]
-    unchanged = [n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])]
+    unchanged = [n for n, p in model.named_parameters() if n in before and torch.equal(p.detach(), before[n])]
     assert unchanged == []
 
     model.eval()
