@@ -11,8 +11,8 @@ Loss. With ``y`` a step's label in [0, 1] and ``z`` the head's logits at its sep
 - ``[m, 2]`` logits (a two-class head, columns wrong, correct): cross-entropy against ``(1 - y, y)``.
 
 Reduction: the sum over the steps of a row divided by ``num_labelled``, the number of labelled steps of the
-whole optimizer step (every row, accumulation micro-step and rank: :func:`global_step_count` all-reduces it),
-so a step weighs the same whatever it was packed with, and the per-row gradients are summed, never averaged.
+whole optimizer step (every row of every rank: each rank knows the step's rows, see :func:`train_prm`), so a
+step weighs the same whatever it was packed with, and the per-row gradients are summed, never averaged.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rmdata.distributed import World, all_reduce_sum
+from rmdata.distributed import World, all_reduce_sum, share_of_step
 from rmdata.model.attention import varlen_kwargs
 from rmdata.model.reward_model import RewardModel
 from rmdata.tokens.batching import PackedBatch, pack_sequences
@@ -74,12 +74,6 @@ def step_loss(logits: torch.Tensor, labels: torch.Tensor, num_labelled: int) -> 
     return terms.sum() / num_labelled
 
 
-def global_step_count(local: int, world: World, device: torch.device) -> int:
-    """Labelled steps of one optimizer step over every rank (``local`` in one process)."""
-    count = torch.tensor([local], dtype=torch.int64, device=device)
-    return int(all_reduce_sum(count, world).item())
-
-
 def train_prm(
     model: RewardModel,
     examples: Sequence[StepExample],
@@ -91,10 +85,13 @@ def train_prm(
     seed: int = 0,
     world: World | None = None,
 ) -> list[float]:
-    """Train on packed rows of ``examples`` with AdamW; returns each optimizer step's loss.
+    """Train on packed rows of ``examples`` with AdamW; returns each optimizer step's loss (global).
 
-    Each optimizer step takes ``rows_per_step`` rows of the seeded epoch order (``rows_for_epoch``); a solution
-    longer than ``max_packed_length`` raises (drop it when tokenizing, ``steps_too_long``).
+    Each optimizer step takes ``rows_per_step`` rows of the seeded epoch order (``rows_for_epoch``). Under
+    data parallelism every rank passes the same ``examples`` and takes its share of each step's rows
+    (``share_of_step``, balanced by tokens); the labelled-step count, the gradients and the loss are summed over
+    the ranks, so N ranks give the steps of one process. A solution longer than ``max_packed_length`` raises
+    (drop it when tokenizing, ``steps_too_long``).
     """
     world = world or World()
     lengths = [len(e.input_ids) for e in examples]
@@ -102,24 +99,28 @@ def train_prm(
     if plan.dropped:
         raise ValueError(f"{len(plan.dropped)} solutions are longer than max_packed_length={max_packed_length}")
     device = model.value_head.weight.device
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr)
     model.train()
     losses: list[float] = []
     for epoch in range(epochs):
         rows = rows_for_epoch(plan, epoch, seed)
         for start in range(0, len(rows), rows_per_step):
             step_rows = [[examples[u] for u in row.units] for row in rows[start : start + rows_per_step]]
-            total = global_step_count(sum(len(e.labels) for r in step_rows for e in r), world, device)
-            optimizer.zero_grad(set_to_none=True)
-            step = 0.0
-            for members in step_rows:
-                batch, index, labels = pack_step_examples(members)
-                loss = step_loss(step_values(model, batch.to(device), index.to(device)), labels.to(device), total)
+            total = sum(len(e.labels) for r in step_rows for e in r)  # the same on every rank: all rows of the step
+            mine = share_of_step([sum(len(e.input_ids) for e in r) for r in step_rows], world.dp_rank, world.dp_size)
+            optimizer.zero_grad(set_to_none=False)
+            step = torch.zeros(1, device=device)
+            for index in mine:
+                batch, positions, labels = pack_step_examples(step_rows[index])
+                logits = step_values(model, batch.to(device), positions.to(device))
+                loss = step_loss(logits, labels.to(device), total)
                 loss.backward()
-                step += float(loss.detach())
-            for param in model.parameters():  # data parallel: the summed gradient of the global step
-                if param.grad is not None:
-                    all_reduce_sum(param.grad, world)
+                step += loss.detach()
+            for param in params:  # a rank that sat the step out adds zeros
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                all_reduce_sum(param.grad, world)
             optimizer.step()
-            losses.append(float(all_reduce_sum(torch.tensor([step], device=device), world).item()))
+            losses.append(float(all_reduce_sum(step, world).item()))
     return losses

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Model
 
 from rmdata.config import TinyModelConfig
+from rmdata.data.stepwise import StepRow
 from rmdata.model.step_model import QWEN_SEPARATOR, QWEN_SYSTEM
 from rmdata.model.tiny import build_tiny_tokenizer, save_tiny_qwen_prm
+from rmdata.tokens.steps import SEPARATOR, StepTemplate, StepTokens, tokenize_steps
+from rmdata.train.steps import StepExample
 
 SIZES = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 
@@ -73,3 +77,23 @@ def shepherd_reference(path: Path, prompt: str, steps: list[str]) -> torch.Tenso
     with torch.no_grad():
         logits = model(input_ids=ids).logits[:, :, [good, bad]]
     return logits.softmax(dim=-1)[:, :, 0][ids == tag]
+
+
+SOLUTIONS = [
+    ("What is 2+3?", ("2+3 = 5.", "The answer is 5."), (1.0, 1.0)),
+    ("Add 10 and 7.", ("10+7 = 18.", "So 18.", "Done."), (0.0, 0.0, 0.0)),
+    ("Is 9 prime?", ("9 = 3*3, so no.",), (1.0,)),
+    ("Halve 8.", ("8/2 = 4.", "Then 5."), (1.0, 0.0)),
+]
+
+
+def step_examples(built) -> list[StepExample]:  # type: ignore[no-untyped-def]
+    """``SOLUTIONS`` rendered with the built model's reward token after every step, as training examples."""
+    token = built.reward_token
+    template = StepTemplate(SEPARATOR, token.text, token.id)
+    out = []
+    for i, (prompt, steps, labels) in enumerate(SOLUTIONS):
+        tokens = tokenize_steps(built.tokenizer, template, StepRow(prompt, steps, labels, f"x:{i}"))
+        assert isinstance(tokens, StepTokens)
+        out.append(StepExample(tokens.input_ids, tokens.step_positions, np.asarray(labels, dtype=np.float32)))
+    return out

@@ -13,27 +13,10 @@ from rmdata.data.stepwise import StepRow
 from rmdata.model.export import save_reward_model
 from rmdata.model.step_model import RMDATA, load_step_model
 from rmdata.score.steps import score_steps
-from rmdata.tokens.steps import SEPARATOR, StepTemplate, StepTokens, tokenize_steps
+from rmdata.tokens.steps import StepTokens, tokenize_steps
 from rmdata.train.steps import StepExample, pack_step_examples, step_loss, step_values, train_prm
 from tests.core_helpers import build_tiny, randomize_head
-
-SOLUTIONS = [
-    ("What is 2+3?", ("2+3 = 5.", "The answer is 5."), (1.0, 1.0)),
-    ("Add 10 and 7.", ("10+7 = 18.", "So 18.", "Done."), (0.0, 0.0, 0.0)),
-    ("Is 9 prime?", ("9 = 3*3, so no.",), (1.0,)),
-    ("Halve 8.", ("8/2 = 4.", "Then 5."), (1.0, 0.0)),
-]
-
-
-def _examples(built) -> list[StepExample]:  # type: ignore[no-untyped-def]
-    token = built.reward_token
-    template = StepTemplate(SEPARATOR, token.text, token.id)
-    out = []
-    for i, (prompt, steps, labels) in enumerate(SOLUTIONS):
-        tokens = tokenize_steps(built.tokenizer, template, StepRow(prompt, steps, labels, f"x:{i}"))
-        assert isinstance(tokens, StepTokens)
-        out.append(StepExample(tokens.input_ids, tokens.step_positions, np.asarray(labels, dtype=np.float32)))
-    return out
+from tests.prm.models import SOLUTIONS, step_examples
 
 
 def test_step_loss_by_hand() -> None:
@@ -51,7 +34,7 @@ def test_a_packed_row_gives_the_loss_and_gradients_of_its_solutions_one_by_one()
     built = build_tiny()
     model = built.model
     randomize_head(model)
-    examples = _examples(built)
+    examples = step_examples(built)
     total = sum(len(e.labels) for e in examples)
 
     def loss_and_grads(groups: list[list[StepExample]]) -> tuple[float, list[torch.Tensor]]:
@@ -82,7 +65,7 @@ def test_training_changes_every_trainable_weight_and_the_export_scores_the_same_
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     if finetune == "lora":  # the trunk is frozen: only adapters and the head train
         assert 0 < len(before) < len(list(model.parameters()))
-    losses = train_prm(model, _examples(built), max_packed_length=256, rows_per_step=1, epochs=8, lr=3e-3)
+    losses = train_prm(model, step_examples(built), max_packed_length=256, rows_per_step=1, epochs=8, lr=3e-3)
     assert losses[-1] < losses[0]
     unchanged = [n for n, p in model.named_parameters() if n in before and torch.equal(p.detach(), before[n])]
     assert unchanged == []
@@ -105,3 +88,20 @@ def test_training_changes_every_trainable_weight_and_the_export_scores_the_same_
             hidden = plain.base_model(input_ids=ids).last_hidden_state[0, torch.from_numpy(solution.step_positions)]
             expected = torch.sigmoid(plain.score(hidden)[:, 0]).numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
+    """4 rows, 2 per optimizer step, each rank training one: losses and final weights equal one process's."""
+    from tests.distributed.spawn import run_ranks
+    from tests.prm.dp_workers import ROW_TOKENS, train_on_rank, train_run
+
+    lengths = sorted(len(e.input_ids) for e in step_examples(build_tiny()))
+    assert lengths[-1] <= ROW_TOKENS < lengths[0] + lengths[1]  # one solution per row
+    run_ranks(train_on_rank, tmp_path, tmp_path / "prm")
+    single = train_run(None)
+    assert len(single["losses"]) == 4
+    for rank in (0, 1):
+        result = torch.load(tmp_path / f"prm.{rank}.pt")
+        assert result["losses"] == pytest.approx(single["losses"], abs=1e-5)
+        for name, expected in single["weights"].items():
+            torch.testing.assert_close(result["weights"][name], expected, atol=1e-5, rtol=1e-4)
