@@ -172,6 +172,7 @@ def train_steps_command(
     (layout rmdata) and in transformers as AutoModelForSequenceClassification.
     """
     from rmdata.config import ModelConfig
+    from rmdata.distributed import is_main_process
     from rmdata.train.step_run import run_train_steps
 
     quiet_transformers()
@@ -189,6 +190,8 @@ def train_steps_command(
         model=ModelConfig(name_or_path=model, finetune=finetune, reward_token=separator),  # type: ignore[arg-type]
     )
     summary = run_train_steps(cfg, overwrite=overwrite)
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return
     dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"
     typer.echo(
         f"prm: {output}  ({summary['solutions']:,} solutions, {summary['steps']:,} steps, "

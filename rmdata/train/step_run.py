@@ -3,9 +3,9 @@
 The model is built as for ``rmdata train`` (``model`` section: ``tiny`` or a Hugging Face directory; full,
 LoRA or QLoRA; the reward token is the step separator), each labelled solution is rendered with the
 separator after every step (``rmdata.tokens.steps``), and ``rmdata.train.steps.train_prm`` trains on packed
-rows. Records without labels, unreadable or invalid ones, step-token mismatches and solutions over
-``max_packed_length`` are drops, written to ``rejects.jsonl`` beside the export and counted in its
-``train_steps.json``.
+rows (under ``torchrun``, each rank its share of every step's rows; rank 0 writes the export). Records
+without labels, unreadable or invalid ones, step-token mismatches and solutions over ``max_packed_length``
+are drops, written to ``rejects.jsonl`` beside the export and counted in its ``train_steps.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from rmdata.data.drops import INVALID_RECORD, Drop, count_by_reason
 from rmdata.data.stepwise import read_stepwise
+from rmdata.distributed import barrier, init_distributed
 from rmdata.errors import RmdataError
 from rmdata.io import write_rejects, write_text_atomic
 from rmdata.model.export import save_reward_model
@@ -60,6 +61,9 @@ def run_train_steps(cfg: StepTrainConfig, *, overwrite: bool = False) -> dict[st
     if not examples:
         raise RmdataError(f"{cfg.data}: no labelled solution to train on ({count_by_reason(drops)})")
     device = pick_device(cfg.device)
+    world = init_distributed(device.type)  # one process unless launched by torchrun (or SLURM)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device(f"cuda:{world.local_rank}")
     built = build_reward_model(cfg.model, tokenizer, token, device=device)
     autocast, _, why = autocast_for(cfg.model.dtype, device)
     log.info("train-steps: %s", why)
@@ -72,6 +76,7 @@ def run_train_steps(cfg: StepTrainConfig, *, overwrite: bool = False) -> dict[st
             epochs=cfg.epochs,
             lr=cfg.lr,
             seed=cfg.seed,
+            world=world,
         )
     built.model.eval()
     summary = {
@@ -84,10 +89,13 @@ def run_train_steps(cfg: StepTrainConfig, *, overwrite: bool = False) -> dict[st
         "reward_token": token.text,
         "options": asdict(cfg),
     }
-    path = save_reward_model(built, cfg.output, overwrite=overwrite)
-    write_text_atomic(path / "train_steps.json", json.dumps(summary, indent=2, default=str) + "\n")
-    if drops:
-        write_rejects(Path(path) / "rejects.jsonl", drops)
+    summary["ranks"] = world.world_size
+    if world.is_main:  # the ranks hold the same weights: rank 0 writes
+        path = save_reward_model(built, cfg.output, overwrite=overwrite)
+        write_text_atomic(path / "train_steps.json", json.dumps(summary, indent=2, default=str) + "\n")
+        if drops:
+            write_rejects(Path(path) / "rejects.jsonl", drops)
+    barrier(world)
     log.info(
         "train-steps: %d solutions, %d optimizer steps, loss %.4f -> %.4f",
         len(examples),
