@@ -30,6 +30,65 @@ MaxLengthOption = Annotated[
 DeviceOption = Annotated[str, typer.Option("--device", help=HELP["device"])]
 
 
+@app.command("train-steps")
+def train_steps_command(
+    data: Annotated[str, typer.Argument(show_default=False, help=TRAIN_HELP["data"])],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Backbone: 'tiny' or a Hugging Face model directory.")
+    ] = "tiny",
+    finetune: Annotated[str, typer.Option("--finetune", help="full, lora or qlora (as rmdata train).")] = "full",
+    separator: Annotated[
+        str | None,
+        typer.Option("--separator", show_default=False, help="Step separator token (default: the tokenizer's EOS)."),
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help=TRAIN_HELP["output"])] = _T.output,
+    data_layout: DataLayoutOption = _T.data_layout,
+    neutral_label: NeutralOption = _T.neutral_label,
+    max_packed_length: Annotated[
+        int, typer.Option("--max-packed-length", help=TRAIN_HELP["max_packed_length"])
+    ] = _T.max_packed_length,
+    rows_per_step: Annotated[int, typer.Option("--rows-per-step", help=TRAIN_HELP["rows_per_step"])] = _T.rows_per_step,
+    epochs: Annotated[int, typer.Option("--epochs", help=TRAIN_HELP["epochs"])] = _T.epochs,
+    lr: Annotated[float, typer.Option("--lr", help=TRAIN_HELP["lr"])] = _T.lr,
+    seed: Annotated[int, typer.Option("--seed", help=TRAIN_HELP["seed"])] = _T.seed,
+    device: DeviceOption = _T.device,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export rmdata wrote.")] = False,
+) -> None:
+    """Train a process reward model on labelled steps: the value head at a separator after every step, BCE per step.
+
+    Solutions are packed into rows of --max-packed-length tokens; the export loads in `rmdata score-steps`
+    (layout rmdata) and in transformers as AutoModelForSequenceClassification.
+    """
+    from rmdata.config import ModelConfig
+    from rmdata.distributed import is_main_process
+    from rmdata.train.step_run import run_train_steps
+
+    quiet_transformers()
+    cfg = _TrainDefaults(
+        data=data,
+        data_layout=data_layout,
+        neutral_label=neutral_label,
+        output=output,
+        max_packed_length=max_packed_length,
+        rows_per_step=rows_per_step,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        device=device,
+        model=ModelConfig(name_or_path=model, finetune=finetune, reward_token=separator),  # type: ignore[arg-type]
+    )
+    summary = run_train_steps(cfg, overwrite=overwrite)
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return
+    dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"
+    typer.echo(
+        f"prm: {output}  ({summary['solutions']:,} solutions, {summary['steps']:,} steps, "
+        f"{summary['optimizer_steps']} optimizer steps, loss {summary['first_loss']:.4f} -> "
+        f"{summary['last_loss']:.4f}; dropped: {dropped})"
+    )
+    typer.echo(f"score: rmdata score-steps DATA --model {output}")
+
+
 @app.command("score-steps")
 def score_steps_command(
     data: DataArg,
@@ -131,8 +190,10 @@ def filter_steps_command(
     ),
     overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP["overwrite"])] = False,
 ) -> None:
-    """SFT data from step scores: solutions with no step under --threshold, or (--cut-at-first-error) the
-    correct prefix of each. Drops are counted by reason and written to rejects.jsonl.
+    """SFT data from step scores: solutions with no predicted error, or each cut before its first error.
+
+    A step scoring under --threshold is an error; --cut-at-first-error keeps the correct prefix of each
+    solution. Drops are counted by reason and written to rejects.jsonl.
     """
     from rmdata.curate.step_run import run_filter_steps
 
@@ -140,65 +201,6 @@ def filter_steps_command(
     dropped = ", ".join(f"{k} {v}" for k, v in manifest["dropped"].items()) or "none"
     typer.echo(f"sft: {output}  ({manifest['rows_kept']:,} of {manifest['rows_in']:,} solutions; dropped: {dropped})")
     typer.echo(f"load:  datasets.load_dataset({str(output)!r}, split='train')  # conversational 'messages' column")
-
-
-@app.command("train-steps")
-def train_steps_command(
-    data: Annotated[str, typer.Argument(show_default=False, help=TRAIN_HELP["data"])],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Backbone: 'tiny' or a Hugging Face model directory.")
-    ] = "tiny",
-    finetune: Annotated[str, typer.Option("--finetune", help="full, lora or qlora (as rmdata train).")] = "full",
-    separator: Annotated[
-        str | None,
-        typer.Option("--separator", show_default=False, help="Step separator token (default: the tokenizer's EOS)."),
-    ] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help=TRAIN_HELP["output"])] = _T.output,
-    data_layout: DataLayoutOption = _T.data_layout,
-    neutral_label: NeutralOption = _T.neutral_label,
-    max_packed_length: Annotated[
-        int, typer.Option("--max-packed-length", help=TRAIN_HELP["max_packed_length"])
-    ] = _T.max_packed_length,
-    rows_per_step: Annotated[int, typer.Option("--rows-per-step", help=TRAIN_HELP["rows_per_step"])] = _T.rows_per_step,
-    epochs: Annotated[int, typer.Option("--epochs", help=TRAIN_HELP["epochs"])] = _T.epochs,
-    lr: Annotated[float, typer.Option("--lr", help=TRAIN_HELP["lr"])] = _T.lr,
-    seed: Annotated[int, typer.Option("--seed", help=TRAIN_HELP["seed"])] = _T.seed,
-    device: DeviceOption = _T.device,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export rmdata wrote.")] = False,
-) -> None:
-    """Train a process reward model on labelled steps: the value head at a separator after every step, BCE per step.
-
-    Solutions are packed into rows of --max-packed-length tokens; the export loads in `rmdata score-steps`
-    (layout rmdata) and in transformers as AutoModelForSequenceClassification.
-    """
-    from rmdata.config import ModelConfig
-    from rmdata.distributed import is_main_process
-    from rmdata.train.step_run import run_train_steps
-
-    quiet_transformers()
-    cfg = _TrainDefaults(
-        data=data,
-        data_layout=data_layout,
-        neutral_label=neutral_label,
-        output=output,
-        max_packed_length=max_packed_length,
-        rows_per_step=rows_per_step,
-        epochs=epochs,
-        lr=lr,
-        seed=seed,
-        device=device,
-        model=ModelConfig(name_or_path=model, finetune=finetune, reward_token=separator),  # type: ignore[arg-type]
-    )
-    summary = run_train_steps(cfg, overwrite=overwrite)
-    if not is_main_process():  # under torchrun only rank 0 reports
-        return
-    dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"
-    typer.echo(
-        f"prm: {output}  ({summary['solutions']:,} solutions, {summary['steps']:,} steps, "
-        f"{summary['optimizer_steps']} optimizer steps, loss {summary['first_loss']:.4f} -> "
-        f"{summary['last_loss']:.4f}; dropped: {dropped})"
-    )
-    typer.echo(f"score: rmdata score-steps DATA --model {output}")
 
 
 @app.command("build-step-dpo")
