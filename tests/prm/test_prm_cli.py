@@ -131,3 +131,27 @@ def test_train_steps_then_score_steps_with_the_export(tmp_path: Path, write_json
     assert scored.height == 5
     assert [len(s) for s in scored["step_rewards"]] == [len(c) for c in scored["completions"]]
     assert json.loads((scores / "manifest.json").read_text())["model_layout"] == "rmdata"
+
+
+def test_score_steps_reads_math_shepherd_data_with_a_math_shepherd_model(
+    tmp_path: Path, write_jsonl: WriteJsonl
+) -> None:
+    from tests.prm.models import save_math_shepherd, shepherd_reference
+
+    model = save_math_shepherd(tmp_path / "shepherd")
+    records = [
+        {"input": "What is 1+1? Step 1: 1+1=2. ки\nStep 2: The answer is 2. ки", "label": "x"},  # bad label
+        {"input": "What is 1+1? Step 1: 1+1=2. ки\nStep 2: The answer is 2. ки"},
+        {"input": "Double 4. Step 1: 4*2=8. ки", "label": "Double 4. Step 1: 4*2=8. +", "task": "gsm8k"},
+    ]
+    data = write_jsonl("shepherd.jsonl", records)
+    out = tmp_path / "scores"
+    _invoke("score-steps", str(data), "--model", str(model), "--output", str(out))
+    rows = pl.read_parquet(out / "data" / "*.parquet")
+    assert rows["prompt"].to_list() == ["What is 1+1?", "Double 4."]
+    assert rows["gold_first_error"].to_list() == [None, -1]
+    for row in rows.iter_rows(named=True):
+        expected = shepherd_reference(model, row["prompt"], row["completions"]).numpy()
+        np.testing.assert_allclose(row["step_rewards"], expected, atol=1e-5, rtol=0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model_layout"] == "math-shepherd" and manifest["dropped"] == {"invalid_record": 1}
