@@ -192,7 +192,7 @@ def _prm800k(
 
 def _prm800k_pick(step: Any, where: str, problems: Problems) -> tuple[str, int] | None:
     """The (text, rating) a PRM800K step continues with (see the module docstring)."""
-    completions = step.get("completions") if isinstance(step, dict) else None
+    completions = (step.get("completions") or []) if isinstance(step, dict) else None  # null: a human step only
     if not isinstance(completions, list) or not all(isinstance(c, dict) for c in completions):
         problems.add(
             f"{where}.completions", f"{where}.completions must be a list of objects; got {describe(completions)}"

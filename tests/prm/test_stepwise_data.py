@@ -138,3 +138,9 @@ def test_records_before_the_first_recognisable_one_are_drops_not_a_failure(write
         (UNREADABLE_RECORD, "2"),
     ]
     assert "completions must be a non-empty list" in data.drops[0].message
+
+
+def test_prm800k_step_with_only_a_human_completion() -> None:
+    record = _prm800k([{"completions": None, "human_completion": {"text": "by hand", "rating": None}}])
+    row = normalize_step_record(record, PRM800K, "p:4")
+    assert isinstance(row, StepRow) and row.steps == ("by hand",) and row.labels == (1.0,)
