@@ -105,6 +105,8 @@ class BlockScorer:
         frame = pl.read_parquet(
             self.manifest.directory / entry["file"], columns=["response_id", "reward", "num_tokens", "truncated"]
         )
-        values = Values(frame["reward"].to_numpy(), frame["num_tokens"].to_numpy(), frame["truncated"].to_numpy())
+        values = Values(
+            frame["reward"].to_numpy(), frame["num_tokens"].to_numpy(), frame["truncated"].to_numpy()
+        )
         self.seen.fill(id_keys(frame["response_id"].to_list()), values, index)
         self.homes_known.add(index)
