@@ -16,7 +16,7 @@ import typer
 from rmdata.cli.app import app
 from rmdata.errors import RmdataError
 
-COMMAND_GROUPS = ("train", "inspect", "score", "curate", "serve")
+COMMAND_GROUPS = ("train", "inspect", "score", "curate", "prm", "serve")
 for _group in COMMAND_GROUPS:
     import_module(f"rmdata.cli.{_group}")
 

@@ -26,7 +26,13 @@ RESPONSE_TOO_LONG = "response_too_long"
 IDENTICAL_AFTER_TRUNCATION = "identical_after_truncation"
 # tokens: a pair longer than one packed row (data.max_packed_length)
 OVER_MAX_PACKED_LENGTH = "over_max_packed_length"
-# curate: a scored row whose reward is null
+# tokens: a stepwise solution whose tokens hold a different number of step tokens than it has steps
+STEP_TOKEN_MISMATCH = "step_token_mismatch"
+# tokens: a stepwise solution longer than max_length (never cut: its last steps would lose their scores)
+STEPS_TOO_LONG = "steps_too_long"
+# curate: a solution with a predicted wrong step (filter --no-step-error)
+STEP_ERROR = "step_error"
+# curate: a scored row whose reward is null (a step score that is null or NaN, in filter-steps)
 MISSING_REWARD = "missing_reward"
 # curate, --on-error skip: a scored row whose reward is NaN or infinite (refused without --on-error skip)
 NON_FINITE_REWARD = "non_finite_reward"
@@ -61,6 +67,9 @@ REASONS: dict[str, str] = {
     RESPONSE_TOO_LONG: "the response and reward token do not fit max_length, even with the prompt cut away",
     IDENTICAL_AFTER_TRUNCATION: "chosen and rejected are the same tokens once the prompt is cut",
     OVER_MAX_PACKED_LENGTH: "the pair is longer than one packed row (data.max_packed_length)",
+    STEP_TOKEN_MISMATCH: "the tokenized solution holds a different number of step tokens than steps",
+    STEPS_TOO_LONG: "the stepwise solution is longer than max_length (a solution is never cut)",
+    STEP_ERROR: "a step scores under the threshold (its first error step is named)",
     MISSING_REWARD: "the scored row has no reward (null)",
     NON_FINITE_REWARD: "the reward is NaN or infinite (--on-error skip; the default refuses the table)",
     DUPLICATE_RESPONSE: "the same response text as a better-scored response of the same prompt",

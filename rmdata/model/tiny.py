@@ -67,3 +67,45 @@ def tiny_backbone_config(sizes: TinyModelConfig, vocab_size: int, pad_token_id: 
     from rmdata.errors import RmdataError
 
     raise RmdataError(f"model.tiny.arch must be one of llama, qwen2; got {sizes.arch!r}")
+
+
+def save_tiny_qwen_prm(path: Any, sizes: TinyModelConfig, seed: int = 0) -> Any:
+    """A random process reward model in the Qwen2.5-Math-PRM layout, saved at ``path`` (returned).
+
+    ``model.*`` Qwen2 trunk weights, a ``score = Sequential(Linear(d, d), ReLU, Linear(d, 2))`` two-class head
+    (its last layer drawn with std 0.5 so step scores spread), ``architectures: [Qwen2ForProcessRewardModel]``
+    and the tiny tokenizer with ``<extra_0>`` added as the step separator.
+    """
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+    from torch import nn
+    from transformers import Qwen2Config, Qwen2Model
+
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.add_tokens(["<extra_0>"], special_tokens=True)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=sizes.hidden_size,
+        intermediate_size=sizes.intermediate_size,
+        num_hidden_layers=sizes.num_layers,
+        num_attention_heads=sizes.num_heads,
+        num_key_value_heads=sizes.num_kv_heads,
+        max_position_embeddings=sizes.max_position_embeddings,
+        use_cache=False,
+    )
+    trunk = Qwen2Model(config)
+    classes = nn.Linear(sizes.hidden_size, 2)
+    nn.init.normal_(classes.weight, std=0.5)
+    head = nn.Sequential(nn.Linear(sizes.hidden_size, sizes.hidden_size), nn.ReLU(), classes)
+    weights = {f"model.{k}": v.contiguous() for k, v in trunk.state_dict().items()}
+    weights.update({f"score.{k}": v.contiguous() for k, v in head.state_dict().items()})
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(path / "model.safetensors"), metadata={"format": "pt"})
+    config.architectures = ["Qwen2ForProcessRewardModel"]
+    config.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
