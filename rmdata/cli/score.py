@@ -43,6 +43,7 @@ def score(
     ] = None,
     trust_remote_code: TrustRemoteCodeOption = False,
     shard_rows: Annotated[int, typer.Option("--shard-rows", help=SCORE_HELP["shard_rows"])] = _SCORE.shard_rows,
+    reuse: Annotated[list[str] | None, typer.Option("--reuse", show_default=False, help=SCORE_HELP["reuse"])] = None,
 ) -> None:
     """Score responses with a reward model into a Hugging Face dataset directory (resumable, exact).
 
@@ -69,6 +70,7 @@ def score(
         save_to_disk=save_to_disk,
         trust_remote_code=trust_remote_code,
         shard_rows=shard_rows,
+        reuse=reuse or [],
     )
     from rmdata.distributed import is_main_process  # under torchrun only rank 0 prints, errors included
 
@@ -85,7 +87,8 @@ def score(
     typer.echo(f"rule: {m.rule}")
     rate = result.scored / result.seconds if result.seconds > 0 else 0.0
     typer.echo(
-        f"{result.rows} rows: {result.scored} sequences scored now, {result.duplicates} duplicates reused, "
+        f"{result.rows} rows: {result.scored} sequences scored now, {result.reused} rewards reused from --reuse, "
+        f"{result.duplicates} duplicates reused, "
         f"{result.truncated} truncated, in {result.seconds:.1f} s ({rate:,.1f} sequences/s, {result.layout} layout)"
     )
     if result.resumed_rows:

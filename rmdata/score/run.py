@@ -37,9 +37,10 @@ from rmdata.score.config import ScoreConfig
 from rmdata.score.engine import resolve_batch_tokens, resolve_layout
 from rmdata.score.output import scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
+from rmdata.score.reuse import ReuseStore, check_reuse_dirs, load_store, score_key
 from rmdata.score.shards import PARTS_DIR, Manifest, blocks, content_digest, rank_of
 
-TOTALS = ("rows", "scored", "duplicates", "copied", "truncated", "tokens")
+TOTALS = ("rows", "scored", "reused", "duplicates", "copied", "truncated", "tokens")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ScoreResult:
     output: Path
     rows: int
     scored: int  # sequences run through the model by this run, all ranks (resumed shards excluded)
+    reused: int  # distinct rows whose reward was copied from a --reuse directory, run-wide
     duplicates: int  # rows that reused another row's score, run-wide
     truncated: int
     resumed_rows: int
@@ -72,6 +74,7 @@ class _Run:
     out: Path
     manifest: Manifest
     stamps: list[tuple[str, int, int]]  # (path, size, mtime_ns) of every input file the first pass read
+    store: ReuseStore  # rewards of the --reuse directories under this run's score key
 
     @property
     def expected(self) -> int:
@@ -112,6 +115,7 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
         output=run.out,
         rows=totals["rows"],
         scored=sum(s["scored"] for s in stats),
+        reused=totals["reused"],
         duplicates=totals["duplicates"],
         truncated=totals["truncated"],
         resumed_rows=sum(s["resumed"] for s in stats),
@@ -173,9 +177,14 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
     out = Path(cfg.output)
     check_replaceable(out, ["scores"], flag="--no-resume")
     identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
+    key = score_key(identity)
+    check_reuse_dirs(cfg.reuse, [key])
+    store = load_store(cfg.reuse, key)
     resume = cfg.resume and read_marker(out) is not None
     manifest = Manifest.open(out, identity, resume=resume, rank=world.rank, world_size=world.world_size)
-    return _Run(cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, _stamps(report))
+    return _Run(
+        cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, _stamps(report), store
+    )
 
 
 def _start_output(run: _Run) -> None:
@@ -205,7 +214,7 @@ def _score_owned(run: _Run, *, show_progress: bool) -> dict[str, Any]:
     done = {"scored": 0, "resumed": 0, "columns": []}
     digests: list[str] = []
     with ScoreProgress(owned_rows, label, enabled=show_progress) as progress:
-        scorer = BlockScorer(run.model, run.max_length, run.batch_tokens, run.layout, manifest, progress)
+        scorer = BlockScorer(run.model, run.max_length, run.batch_tokens, run.layout, manifest, progress, run.store)
         for index, block in enumerate(blocks(stream(run.report, batch_rows=size), size)):
             ids = block["response_id"].to_list()
             digest = content_digest(ids)
@@ -240,7 +249,9 @@ def _finish(run: _Run, stats: list[dict[str, Any]]) -> dict[str, int]:
         raise RmdataError(f"{run.out}: shards {missing[:5]} are not listed after every rank finished; this is a bug")
     totals = {key: sum(int(shards[str(k)].get(key, 0)) for k in range(run.expected)) for key in TOTALS}
     resumed = sum(s["resumed"] for s in stats)
-    manifest.data.update(totals=totals, resumed_rows=resumed, ranks=run.world.world_size, complete=True)
+    manifest.data.update(
+        totals=totals, resumed_rows=resumed, reused_from=run.store.sources, ranks=run.world.world_size, complete=True
+    )
     manifest.save()
     columns = next((s["columns"] for s in stats if s["columns"]), None)
     if columns is None:  # every shard was resumed
