@@ -30,7 +30,7 @@ TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help
 @app.command()
 def score(
     inputs: Annotated[list[str], typer.Argument(show_default=False, help=SCORE_HELP["inputs"])],
-    model: ModelOption = _SCORE.model,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help=SCORE_HELP["models"])] = None,
     output: Annotated[str, typer.Option("--output", "-o", help=SCORE_HELP["output"])] = _SCORE.output,
     on_error: OnErrorOption = _SCORE.on_error,
     max_length: MaxLengthOption = None,
@@ -57,9 +57,10 @@ def score(
     from rmdata.score.run import score as run_score
 
     quiet_transformers()
+    models = model or [_SCORE.model]
     cfg = ScoreConfig(
         inputs=inputs,
-        model=model,
+        model=models[0],
         output=output,
         on_error=on_error,
         max_length=max_length,
@@ -74,6 +75,16 @@ def score(
     )
     from rmdata.distributed import is_main_process  # under torchrun only rank 0 prints, errors included
 
+    if len(models) > 1:
+        _score_several(cfg, models)
+        return
+    from rmdata.score.several import parse_models
+
+    if parse_models(models)[0][1] != models[0]:
+        raise RmdataError(
+            f"--model {models[0]}: NAME=DIR names a reward_<name> column of a several-model table; one model "
+            "writes `reward`: give just the directory"
+        )
     try:
         result = run_score(cfg, "rmdata " + shlex.join(sys.argv[1:]), show_progress=sys.stderr.isatty())
     except RmdataError:
@@ -96,6 +107,25 @@ def score(
     if result.invalid:
         typer.echo(f"skipped {result.invalid} invalid records: {result.output / 'rejects.jsonl'}")
     typer.echo(f"wrote {result.output}  (datasets.load_dataset({str(result.output)!r}))")
+
+
+def _score_several(cfg: _ScoreDefaults, specs: list[str]) -> None:
+    """Several --model: one table with a reward_<name> column per model (rmdata.score.several)."""
+    import shlex
+
+    from rmdata.score.several import parse_models, score_several
+
+    result = score_several(
+        cfg, parse_models(specs), "rmdata " + shlex.join(sys.argv[1:]), show_progress=sys.stderr.isatty()
+    )
+    for name, r in result.models.items():
+        typer.echo(
+            f"reward_{name}: {r.model.path} ({r.model.rule}); {r.scored} sequences scored now, {r.reused} rewards "
+            f"reused from --reuse, {r.duplicates} duplicates reused, in {r.seconds:.1f} s"
+        )
+    for directory in result.reuse_ignored:
+        typer.echo(f"note: --reuse {directory} holds none of these models' scores; it was not used")
+    typer.echo(f"wrote {result.output}  ({result.rows} rows; datasets.load_dataset({str(result.output)!r}))")
 
 
 @app.command("eval")

@@ -61,3 +61,7 @@ class ScoreConfig:
 
 
 HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(ScoreConfig)}
+HELP["models"] = (
+    HELP["model"] + " Repeat it to score with several models into one table with a reward_<name> column per "
+    "model: --model NAME=DIR, or DIR (named after the directory)."
+)

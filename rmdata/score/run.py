@@ -88,13 +88,17 @@ def input_fingerprint(report: ScanReport) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> ScoreResult:
-    """Run one scoring job per ``cfg`` on this process's rank; see the module docstring for the order of effects."""
+def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True, strict_reuse: bool = True) -> ScoreResult:
+    """Run one scoring job per ``cfg`` on this process's rank; see the module docstring for the order of effects.
+
+    ``strict_reuse=False``: a ``--reuse`` directory without this model's scores is skipped instead of refused
+    (a several-model run, where a directory need only hold some of the models).
+    """
     world = join_ranks(cfg.device)
     run: _Run | None = None
     error: Exception | None = None
     try:
-        run = _prepare(cfg, command, world)
+        run = _prepare(cfg, command, world, strict_reuse)
     except Exception as err:
         error = err
     agree(world, error)
@@ -154,7 +158,7 @@ def _on_main(run: _Run, step: Any) -> Any:
     return agree(run.world, error, result)[0]
 
 
-def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
+def _prepare(cfg: ScoreConfig, command: str, world: World, strict_reuse: bool = True) -> _Run:
     """Every check that can refuse, in order; nothing is written."""
     model = load_scoring_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     drops: list[Drop] = []
@@ -178,7 +182,8 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
     check_replaceable(out, ["scores"], flag="--no-resume")
     identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
     key = score_key(identity)
-    check_reuse_dirs(cfg.reuse, [key])
+    if strict_reuse:
+        check_reuse_dirs(cfg.reuse, [key])
     store = load_store(cfg.reuse, key)
     resume = cfg.resume and read_marker(out) is not None
     manifest = Manifest.open(out, identity, resume=resume, rank=world.rank, world_size=world.world_size)
