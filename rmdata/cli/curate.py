@@ -17,6 +17,14 @@ _NORMALIZE_HELP = "Rescale rewards within each --by group before the rules: none
 _BY_HELP = "Column whose groups --normalize rescales separately (e.g. generator, source); default: the whole table."
 _PENALTY_HELP = "Rank by reward - L x num_tokens (tokens, not characters)."
 _REJECTS_HELP = "Also write the dropped rows with their reason: .parquet, .jsonl or .ndjson."
+_REWARD_HELP = (
+    "Rank by an expression over reward columns instead of `reward`: +, -, *, /, numbers, min(), max(), mean(); "
+    "NAME means reward_NAME. E.g. '0.7*helpful + 0.3*safety', 'min(reward_a, reward_b)'. With --normalize "
+    "each column is rescaled first (--by prompt_id: per prompt)."
+)
+_AGREE_HELP = "Keep only what every model in --reward agrees on; the rest is dropped as models_disagree."
+_AGREE_FILTER_HELP = _AGREE_HELP + " filter: rows in every model's --top-k."
+_AGREE_DPO_HELP = _AGREE_HELP + " build-dpo: pairs every model orders chosen above rejected."
 
 
 def _report(kind: str, unit: str, result: Result) -> None:
@@ -47,6 +55,8 @@ def filter_command(
     min_responses: Annotated[
         int, typer.Option("--min-responses", help="Drop prompts with fewer distinct responses than N first.")
     ] = 1,
+    reward: Annotated[str | None, typer.Option("--reward", show_default=False, help=_REWARD_HELP)] = None,
+    agree: Annotated[bool, typer.Option("--agree", help=_AGREE_FILTER_HELP)] = False,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/sft"),
     rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
 ) -> None:
@@ -60,7 +70,9 @@ def filter_command(
     from rmdata.curate.run import run_filter
 
     rules = FilterRules(top_k=top_k, top_p=top_p, min_score=min_score, min_responses=min_responses)
-    result = run_filter(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
+    result = run_filter(
+        inputs or [], ScoreOptions(normalize, by, length_penalty, reward, agree), rules, output, rejects
+    )
     _report("sft", "rows", result)
 
 
@@ -82,6 +94,8 @@ def build_dpo_command(
     normalize: Annotated[str, typer.Option("--normalize", help=_NORMALIZE_HELP)] = "none",
     by: Annotated[str | None, typer.Option("--by", help=_BY_HELP)] = None,
     length_penalty: Annotated[float, typer.Option("--length-penalty", help=_PENALTY_HELP)] = 0.0,
+    reward: Annotated[str | None, typer.Option("--reward", show_default=False, help=_REWARD_HELP)] = None,
+    agree: Annotated[bool, typer.Option("--agree", help=_AGREE_DPO_HELP)] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of best-vs-random's draw.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/dpo"),
     rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
@@ -96,5 +110,7 @@ def build_dpo_command(
     from rmdata.curate.run import run_build_dpo
 
     rules = PairRules(margin, strategy, max_pairs_per_prompt, tie_epsilon, seed)
-    result = run_build_dpo(inputs or [], ScoreOptions(normalize, by, length_penalty), rules, output, rejects)
+    result = run_build_dpo(
+        inputs or [], ScoreOptions(normalize, by, length_penalty, reward, agree), rules, output, rejects
+    )
     _report("dpo", "pairs", result)

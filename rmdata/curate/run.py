@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from rmdata.curate import plots
+from rmdata.curate import agreement, plots
 from rmdata.curate import summary as report
 from rmdata.curate.pairs import PairRules, pair_up, split_paired
 from rmdata.curate.ranking import REASON, ScoreOptions, prepare
@@ -35,6 +35,7 @@ LOOSEN = {
     "below_margin": "lower --margin",
     "tie": "lower --tie-epsilon",
     "no_pair": "lower --margin or --tie-epsilon",
+    "models_disagree": "drop --agree, or name models that agree more in --reward",
 }
 
 
@@ -102,15 +103,23 @@ def run_filter(
     """Keep the responses the rules select; write SFT rows (``messages``) to ``output``."""
     start = time.perf_counter()
     rules.check()
-    table = open_scores(inputs)
+    table = open_scores(inputs).with_reward(options.reward)
     options.check(table)
+    if options.agree and rules.top_k is None:
+        raise RmdataError("--agree with filter keeps rows in every model's --top-k: give --top-k N")
     _check_output(output, "sft", rejects)
-    kept, dropped = prepare(table, options, rules.min_responses)
-    judged = apply_rules(kept.lazy(), rules).collect()
+    ranked, dropped = prepare(table, options, rules.min_responses)
+    models = len(table.reward.columns) if options.agree and table.reward is not None else 0
+    if models:
+        ranked = agreement.with_model_ranks(ranked, models)
+    judged = apply_rules(ranked.lazy(), rules, models).collect()
     kept = judged.filter(pl.col(REASON).is_null())
     dropped = pl.concat([dropped, judged.filter(pl.col(REASON).is_not_null())], how="diagonal_relaxed")
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("filter", rule_text, list(table.inputs), kept, dropped)
+    if table.reward is not None:
+        summary["models"] = agreement.report(table.reward, ranked, kept)
+    del ranked
     report.render(summary)
     _write_rejects(table, dropped, rejects)
     if kept.is_empty():
@@ -141,12 +150,13 @@ def run_build_dpo(
     """Pair responses of each prompt by the strategy; write TRL conversational preference rows to ``output``."""
     start = time.perf_counter()
     rules.check()
-    table = open_scores(inputs)
+    table = open_scores(inputs).with_reward(options.reward)
     options.check(table)
     _check_output(output, "dpo", rejects)
     draw_seed = rules.seed if rules.strategy == "best-vs-random" else None
     ranked, dropped = prepare(table, options, min_responses=2, draw_seed=draw_seed)
-    judged = pair_up(ranked, rules)
+    models = len(table.reward.columns) if options.agree and table.reward is not None else 0
+    judged = pair_up(ranked, rules, models)
     pairs = judged.filter(pl.col(REASON).is_null())
     pair_drops = judged.filter(pl.col(REASON).is_not_null())
     used, unused = split_paired(ranked, pairs)
@@ -154,6 +164,8 @@ def run_build_dpo(
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("build-dpo", rule_text, list(table.inputs), used, dropped, pairs=pairs,
                                pair_drops=pair_drops)  # fmt: skip
+    if table.reward is not None:
+        summary["models"] = agreement.report(table.reward, ranked, used, judged)
     report.render(summary)
     _write_rejects(table, dropped, rejects)
     if pairs.is_empty():
@@ -176,7 +188,9 @@ def run_build_dpo(
 
 
 def _score_text(options: ScoreOptions) -> str:
-    parts = []
+    parts = [f"reward = {options.reward}"] if options.reward is not None else []
+    if options.agree:
+        parts.append("every model must agree (--agree)")
     if options.normalize != "none":
         parts.append(f"rewards normalized ({options.normalize}) within {options.by or 'the whole table'}")
     if options.length_penalty > 0:
