@@ -17,6 +17,7 @@ import polars as pl
 
 from rmdata.curate import agreement, plots
 from rmdata.curate import summary as report
+from rmdata.curate.baseline import Baseline, compare_pairs, compare_rows, random_pairs, random_rows, write_baseline
 from rmdata.curate.pairs import PairRules, pair_up, split_paired
 from rmdata.curate.ranking import REASON, ScoreOptions, prepare
 from rmdata.curate.rules import FilterRules, apply_rules
@@ -99,8 +100,9 @@ def run_filter(
     rules: FilterRules,
     output: Path,
     rejects: Path | None = None,
+    baseline: Baseline | None = None,
 ) -> Result:
-    """Keep the responses the rules select; write SFT rows (``messages``) to ``output``."""
+    """Keep the responses the rules select; write SFT rows (``messages``) to ``output`` (and a random baseline)."""
     start = time.perf_counter()
     rules.check()
     table = open_scores(inputs).with_reward(options.reward)
@@ -108,6 +110,8 @@ def run_filter(
     if options.agree and rules.top_k is None:
         raise RmdataError("--agree with filter keeps rows in every model's --top-k: give --top-k N")
     _check_output(output, "sft", rejects)
+    if baseline is not None:
+        baseline.check(output, "sft")
     ranked, dropped = prepare(table, options, rules.min_responses)
     models = len(table.reward.columns) if options.agree and table.reward is not None else 0
     if models:
@@ -119,6 +123,10 @@ def run_filter(
     summary = report.summarize("filter", rule_text, list(table.inputs), kept, dropped)
     if table.reward is not None:
         summary["models"] = agreement.report(table.reward, ranked, kept)
+    chance = None
+    if baseline is not None:
+        chance = random_rows(ranked, kept, baseline.seed)
+        summary["random_baseline"] = compare_rows(kept, chance, baseline.output, baseline.seed)
     del ranked
     report.render(summary)
     _write_rejects(table, dropped, rejects)
@@ -137,6 +145,8 @@ def run_filter(
             tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, shards)
         )
         _finish(tmp, "sft", shards, summary, options, asdict(rules), start)
+    if baseline is not None and chance is not None:
+        write_baseline("sft", table, chance, baseline, summary)
     return Result(output, rows, summary, rejects)
 
 
@@ -146,13 +156,17 @@ def run_build_dpo(
     rules: PairRules,
     output: Path,
     rejects: Path | None = None,
+    baseline: Baseline | None = None,
 ) -> Result:
-    """Pair responses of each prompt by the strategy; write TRL conversational preference rows to ``output``."""
+    """Pair responses of each prompt by the strategy; write TRL conversational preference rows to ``output``
+    (and a random baseline)."""
     start = time.perf_counter()
     rules.check()
     table = open_scores(inputs).with_reward(options.reward)
     options.check(table)
     _check_output(output, "dpo", rejects)
+    if baseline is not None:
+        baseline.check(output, "dpo")
     draw_seed = rules.seed if rules.strategy == "best-vs-random" else None
     ranked, dropped = prepare(table, options, min_responses=2, draw_seed=draw_seed)
     models = len(table.reward.columns) if options.agree and table.reward is not None else 0
@@ -166,6 +180,10 @@ def run_build_dpo(
                                pair_drops=pair_drops)  # fmt: skip
     if table.reward is not None:
         summary["models"] = agreement.report(table.reward, ranked, used, judged)
+    chance = None
+    if baseline is not None:
+        chance = random_pairs(ranked, pairs, baseline.seed)
+        summary["random_baseline"] = compare_pairs(pairs, chance, baseline.output, baseline.seed)
     report.render(summary)
     _write_rejects(table, dropped, rejects)
     if pairs.is_empty():
@@ -184,6 +202,8 @@ def run_build_dpo(
             tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, shards)
         )
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
+    if baseline is not None and chance is not None:
+        write_baseline("dpo", table, chance, baseline, summary)
     return Result(output, rows, summary, rejects)
 
 
@@ -219,4 +239,4 @@ def _finish(
     write_marker(directory, kind, rows=manifest["rows"], inputs=summary["inputs"])
 
 
-__all__ = ["Result", "run_build_dpo", "run_filter", "display"]
+__all__ = ["Baseline", "Result", "run_build_dpo", "run_filter", "display"]

@@ -144,6 +144,8 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     if "models" in summary:
         lines += ["", *_model_lines(summary["models"])]
+    if "random_baseline" in summary:
+        lines += ["", "## Random baseline", "", _baseline_line(summary["random_baseline"])]
     if dpo:
         lines += [
             "",
@@ -164,6 +166,24 @@ def _model_lines(models: dict[str, Any]) -> list[str]:
     if "pairs_ordered_alike" in models:
         lines += ["", f"Candidate pairs every model orders alike: {models['pairs_ordered_alike']:.1%}"]
     return lines
+
+
+def _baseline_line(base: dict[str, Any]) -> str:
+    """One sentence comparing the selection with its random baseline (``curate.baseline``)."""
+
+    def f(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    if "pairs" in base:
+        return (
+            f"random baseline: {base['output']} ({base['pairs']:,} pairs, seed {base['seed']}): mean margin "
+            f"{f(base['margin_mean'])} vs {f(base['selection_margin_mean'])} selected; chosen scores higher in "
+            f"{base['chosen_scores_higher']:.1%} of its pairs"
+        )
+    return (
+        f"random baseline: {base['output']} ({base['rows']:,} rows, seed {base['seed']}): mean reward "
+        f"{f(base['reward_mean'])} vs {f(base['selection_reward_mean'])} selected"
+    )
 
 
 def _model_line(models: dict[str, Any]) -> str:
@@ -203,6 +223,8 @@ def render(summary: dict[str, Any]) -> None:
     console.print(f"{key.replace('_', ' ')}: " + ", ".join(f"{k}: {v:,}" for k, v in summary[key].items()))
     if "models" in summary:
         console.print(_model_line(summary["models"]))
+    if "random_baseline" in summary:
+        console.print(_baseline_line(summary["random_baseline"]))
     groups = {f"reward, {'in a pair' if dpo and k == 'kept' else k}": v for k, v in summary["reward"].items()}
     if dpo:
         groups["margin"] = summary["margin"]

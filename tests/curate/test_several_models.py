@@ -183,3 +183,55 @@ def test_the_cli_flags_reach_the_rules(tmp_path: Path) -> None:
     assert manifest["options"]["agree"] and manifest["summary"]["pairs_dropped"]["models_disagree"] > 0
     bad = CliRunner().invoke(app, ["filter", str(table), "--reward", "a + nope", "-o", str(tmp_path / "f")])
     assert isinstance(bad.exception, RmdataError) and "unknown column 'nope'" in str(bad.exception)
+
+
+def _per_prompt(frame: pl.DataFrame) -> dict[str, int]:
+    return dict(frame.group_by("prompt_id").len().iter_rows())
+
+
+def test_filter_random_baseline_matches_per_prompt_counts_and_the_seeded_draw(tmp_path: Path) -> None:
+    from rmdata.curate.draw import draw_one
+    from rmdata.curate.run import Baseline
+
+    rows = two_model_rows(seed=5)
+    table = write_models(tmp_path / "s.parquet", rows)
+    options = ScoreOptions(reward="a")
+    result = run_filter([table], options, FilterRules(top_k=2, min_score=0.0), tmp_path / "sft",
+                        baseline=Baseline(tmp_path / "random", seed=7))  # fmt: skip
+    kept, chance = read_dir(tmp_path / "sft"), read_dir(tmp_path / "random")
+    assert _per_prompt(chance) == _per_prompt(kept) and chance.height == result.rows
+    expected = set()
+    for prompt, k in _per_prompt(kept).items():
+        ids = sorted((r["response_id"] for r in rows if r["prompt_id"] == prompt), key=lambda i: draw_one(7, "", i))
+        expected |= set(ids[:k])
+    assert set(chance["response_id"]) == expected
+    assert chance.columns == kept.columns
+    base = result.summary["random_baseline"]
+    assert base["rows"] == chance.height and base["reward_mean"] == pytest.approx(chance["reward"].mean())
+    assert base["selection_reward_mean"] > base["reward_mean"]  # top-2 by reward beats chance on reward
+    assert "## Random baseline" in (tmp_path / "sft" / "README.md").read_text()
+    assert "random baseline" in (tmp_path / "random" / "README.md").read_text()
+    with pytest.raises(RmdataError, match="--random-baseline .* overlaps --output"):
+        run_filter([table], options, FilterRules(top_k=2), tmp_path / "sft", baseline=Baseline(tmp_path / "sft" / "r"))
+
+
+def test_build_dpo_random_baseline_draws_pairs_and_labels(tmp_path: Path) -> None:
+    from rmdata.curate.draw import draw_one
+    from rmdata.curate.run import Baseline
+
+    rows = two_model_rows(seed=6)
+    table = write_models(tmp_path / "s.parquet", rows)
+    result = run_build_dpo([table], ScoreOptions(reward="a + b", agree=True), PairRules(strategy="best-vs-all"),
+                           tmp_path / "dpo", baseline=Baseline(tmp_path / "random", seed=3))  # fmt: skip
+    pairs, chance = read_dir(tmp_path / "dpo"), read_dir(tmp_path / "random")
+    assert _per_prompt(chance) == _per_prompt(pairs)
+    score = {r["response_id"]: r["reward_a"] + r["reward_b"] for r in rows}
+    expected = set()
+    for prompt, n in _per_prompt(pairs).items():
+        ids = sorted((r["response_id"] for r in rows if r["prompt_id"] == prompt), key=lambda i: (-score[i], i))
+        candidates = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1 :]]  # x ranked above y
+        drawn = sorted(candidates, key=lambda p: draw_one(3, *p))[:n]
+        expected |= {(x, y) if draw_one(3, x, y) % 2 == 0 else (y, x) for x, y in drawn}
+    assert set(zip(chance["chosen_id"], chance["rejected_id"], strict=True)) == expected
+    assert (chance["margin"] < 0).any() and (chance["margin"] > 0).any()  # labels are random too
+    assert result.summary["random_baseline"]["pairs"] == chance.height
