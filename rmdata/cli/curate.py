@@ -23,13 +23,26 @@ _ON_ERROR_HELP = (
 )
 
 
-def _check_paths(inputs: list[Path] | None, output: Path, rejects: Path | None) -> None:
-    """-o and --rejects never name a score table read, nor each other (see rmdata.paths)."""
+def _check_paths(inputs: list[Path] | None, output: Path, rejects: Path | None, baseline: Path | None) -> None:
+    """-o, --rejects and --random-baseline never name a score table read, nor each other (see rmdata.paths)."""
     from rmdata.curate.source import DEFAULT_SCORES
     from rmdata.paths import check_output_paths
 
     reads = [("input", p) for p in inputs or [Path(DEFAULT_SCORES)]]
-    check_output_paths([("--output", output), ("--rejects", rejects)], reads)
+    check_output_paths([("--output", output), ("--rejects", rejects), ("--random-baseline", baseline)], reads)
+
+_REWARD_HELP = (
+    "Rank by an expression over reward columns instead of `reward`: +, -, *, /, numbers, min(), max(), mean(); "
+    "NAME means reward_NAME. E.g. '0.7*helpful + 0.3*safety', 'min(reward_a, reward_b)'. With --normalize "
+    "each column is rescaled first (--by prompt_id: per prompt)."
+)
+_BASELINE_HELP = (
+    "Also write a random selection of the same size and per-prompt counts (seeded by --seed) to this dataset "
+    "directory, to show the selection beats chance."
+)
+_AGREE_HELP = "Keep only what every model in --reward agrees on; the rest is dropped as models_disagree."
+_AGREE_FILTER_HELP = _AGREE_HELP + " filter: rows in every model's --top-k."
+_AGREE_DPO_HELP = _AGREE_HELP + " build-dpo: pairs every model orders chosen above rejected."
 
 
 def _report(kind: str, unit: str, result: Result) -> None:
@@ -48,6 +61,13 @@ def _report(kind: str, unit: str, result: Result) -> None:
                    "  # conversational prompt/chosen/rejected")  # fmt: skip
 
 
+def _report_baseline(result: Result) -> None:
+    base = result.summary.get("random_baseline")
+    if base is not None:
+        unit = "pairs" if "pairs" in base else "rows"
+        typer.echo(f"random baseline: {base['output']}  ({base[unit]:,} {unit}, seed {base['seed']})")
+
+
 @app.command("filter")
 def filter_command(
     inputs: Annotated[list[Path] | None, typer.Argument(show_default=False, help=_SCORES_HELP)] = None,
@@ -60,6 +80,12 @@ def filter_command(
     min_responses: Annotated[
         int, typer.Option("--min-responses", help="Drop prompts with fewer distinct responses than N first.")
     ] = 1,
+    reward: Annotated[str | None, typer.Option("--reward", show_default=False, help=_REWARD_HELP)] = None,
+    agree: Annotated[bool, typer.Option("--agree", help=_AGREE_FILTER_HELP)] = False,
+    random_baseline: Annotated[
+        Path | None, typer.Option("--random-baseline", show_default=False, help=_BASELINE_HELP)
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --random-baseline's draw.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/sft"),
     rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
     on_error: Annotated[str, typer.Option("--on-error", help=_ON_ERROR_HELP)] = "fail",
@@ -71,12 +97,15 @@ def filter_command(
     """
     from rmdata.curate.ranking import ScoreOptions
     from rmdata.curate.rules import FilterRules
-    from rmdata.curate.run import run_filter
+    from rmdata.curate.run import Baseline, run_filter
 
-    _check_paths(inputs, output, rejects)
+    _check_paths(inputs, output, rejects, random_baseline)
     rules = FilterRules(top_k=top_k, top_p=top_p, min_score=min_score, min_responses=min_responses)
-    result = run_filter(inputs or [], ScoreOptions(normalize, by, length_penalty, on_error), rules, output, rejects)
+    baseline = Baseline(random_baseline, seed) if random_baseline is not None else None
+    options = ScoreOptions(normalize, by, length_penalty, on_error, reward, agree)
+    result = run_filter(inputs or [], options, rules, output, rejects, baseline)
     _report("sft", "rows", result)
+    _report_baseline(result)
 
 
 @app.command("build-dpo")
@@ -97,7 +126,12 @@ def build_dpo_command(
     normalize: Annotated[str, typer.Option("--normalize", help=_NORMALIZE_HELP)] = "none",
     by: Annotated[str | None, typer.Option("--by", help=_BY_HELP)] = None,
     length_penalty: Annotated[float, typer.Option("--length-penalty", help=_PENALTY_HELP)] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of best-vs-random's draw.")] = 0,
+    reward: Annotated[str | None, typer.Option("--reward", show_default=False, help=_REWARD_HELP)] = None,
+    agree: Annotated[bool, typer.Option("--agree", help=_AGREE_DPO_HELP)] = False,
+    random_baseline: Annotated[
+        Path | None, typer.Option("--random-baseline", show_default=False, help=_BASELINE_HELP)
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of best-vs-random's and --random-baseline's draws.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output dataset directory.")] = Path("rmdata-out/dpo"),
     rejects: Annotated[Path | None, typer.Option("--rejects", help=_REJECTS_HELP)] = None,
     on_error: Annotated[str, typer.Option("--on-error", help=_ON_ERROR_HELP)] = "fail",
@@ -109,9 +143,12 @@ def build_dpo_command(
     """
     from rmdata.curate.pairs import PairRules
     from rmdata.curate.ranking import ScoreOptions
-    from rmdata.curate.run import run_build_dpo
+    from rmdata.curate.run import Baseline, run_build_dpo
 
-    _check_paths(inputs, output, rejects)
+    _check_paths(inputs, output, rejects, random_baseline)
     rules = PairRules(margin, strategy, max_pairs_per_prompt, tie_epsilon, seed)
-    result = run_build_dpo(inputs or [], ScoreOptions(normalize, by, length_penalty, on_error), rules, output, rejects)
+    baseline = Baseline(random_baseline, seed) if random_baseline is not None else None
+    options = ScoreOptions(normalize, by, length_penalty, on_error, reward, agree)
+    result = run_build_dpo(inputs or [], options, rules, output, rejects, baseline)
     _report("dpo", "pairs", result)
+    _report_baseline(result)

@@ -29,7 +29,7 @@ TrustRemoteCodeOption = Annotated[bool, typer.Option("--trust-remote-code", help
 @app.command()
 def score(
     inputs: Annotated[list[str], typer.Argument(show_default=False, help=SCORE_HELP["inputs"])],
-    model: ModelOption = _SCORE.model,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help=SCORE_HELP["models"])] = None,
     output: Annotated[str, typer.Option("--output", "-o", help=SCORE_HELP["output"])] = _SCORE.output,
     on_error: OnErrorOption = _SCORE.on_error,
     max_length: MaxLengthOption = None,
@@ -42,6 +42,7 @@ def score(
     ] = None,
     trust_remote_code: TrustRemoteCodeOption = False,
     shard_rows: Annotated[int, typer.Option("--shard-rows", help=SCORE_HELP["shard_rows"])] = _SCORE.shard_rows,
+    reuse: Annotated[list[str] | None, typer.Option("--reuse", show_default=False, help=SCORE_HELP["reuse"])] = None,
 ) -> None:
     """Score responses with a reward model into a Hugging Face dataset directory (resumable, exact).
 
@@ -54,13 +55,16 @@ def score(
     from rmdata.paths import check_output_paths
     from rmdata.score.config import ScoreConfig
     from rmdata.score.run import score as run_score
+    from rmdata.score.several import parse_models
 
+    models = model or [_SCORE.model]
     outputs = [("--output", output), ("--save-to-disk", save_to_disk)]
-    check_output_paths(outputs, [*(("input", p) for p in inputs), ("--model", model)])
+    reads = [*(("input", p) for p in inputs), *(("--model", d) for _, d in parse_models(models))]
+    check_output_paths(outputs, reads)
     quiet_transformers()
     cfg = ScoreConfig(
         inputs=inputs,
-        model=model,
+        model=models[0],
         output=output,
         on_error=on_error,
         max_length=max_length,
@@ -71,9 +75,18 @@ def score(
         save_to_disk=save_to_disk,
         trust_remote_code=trust_remote_code,
         shard_rows=shard_rows,
+        reuse=reuse or [],
     )
     from rmdata.distributed import is_main_process  # under torchrun only rank 0 prints, errors included
 
+    if len(models) > 1:
+        _score_several(cfg, models)
+        return
+    if parse_models(models)[0][1] != models[0]:
+        raise RmdataError(
+            f"--model {models[0]}: NAME=DIR names a reward_<name> column of a several-model table; one model "
+            "writes `reward`: give just the directory"
+        )
     try:
         result = run_score(cfg, "rmdata " + shlex.join(sys.argv[1:]), show_progress=sys.stderr.isatty())
     except RmdataError:
@@ -87,7 +100,8 @@ def score(
     typer.echo(f"rule: {m.rule}")
     rate = result.scored / result.seconds if result.seconds > 0 else 0.0
     typer.echo(
-        f"{result.rows} rows: {result.scored} sequences scored now, {result.duplicates} duplicates reused, "
+        f"{result.rows} rows: {result.scored} sequences scored now, {result.reused} rewards reused from --reuse, "
+        f"{result.duplicates} duplicates reused, "
         f"{result.truncated} truncated, in {result.seconds:.1f} s ({rate:,.1f} sequences/s, {result.layout} layout)"
     )
     if result.resumed_rows:
@@ -95,6 +109,25 @@ def score(
     if result.invalid:
         typer.echo(f"skipped {result.invalid} invalid records: {result.output / 'rejects.jsonl'}")
     typer.echo(f"wrote {result.output}  (datasets.load_dataset({str(result.output)!r}))")
+
+
+def _score_several(cfg: _ScoreDefaults, specs: list[str]) -> None:
+    """Several --model: one table with a reward_<name> column per model (rmdata.score.several)."""
+    import shlex
+
+    from rmdata.score.several import parse_models, score_several
+
+    result = score_several(
+        cfg, parse_models(specs), "rmdata " + shlex.join(sys.argv[1:]), show_progress=sys.stderr.isatty()
+    )
+    for name, r in result.models.items():
+        typer.echo(
+            f"reward_{name}: {r.model.path} ({r.model.rule}); {r.scored} sequences scored now, {r.reused} rewards "
+            f"reused from --reuse, {r.duplicates} duplicates reused, in {r.seconds:.1f} s"
+        )
+    for directory in result.reuse_ignored:
+        typer.echo(f"note: --reuse {directory} holds none of these models' scores; it was not used")
+    typer.echo(f"wrote {result.output}  ({result.rows} rows; datasets.load_dataset({str(result.output)!r}))")
 
 
 @app.command("eval")

@@ -20,11 +20,13 @@ the rest are ``over_max_pairs``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from rmdata.curate.agreement import drop_pairs_disagreeing
 from rmdata.curate.ranking import DRAW, PROMPT, REASON, REASON_TYPE, RESPONSE, drop_where, no_reason
 from rmdata.curate.source import ROW
 from rmdata.data.drops import BELOW_MARGIN, NO_PAIR, NOT_DRAWN, OVER_MAX_PAIRS, TIE, UNPAIRED
@@ -32,6 +34,7 @@ from rmdata.errors import RmdataError
 
 STRATEGIES = ("best-vs-worst", "best-vs-random", "best-vs-all", "all-pairs")
 SIDE_COLUMNS = {ROW: "row", RESPONSE: "response", "reward": "reward", "score": "score"}
+MODEL_SCORE = re.compile(r"_s\d+")  # each --reward model's own score (ranking.model_score), on both sides
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class PairRules:
 def _side(ranked: pl.DataFrame, prefix: str) -> pl.DataFrame:
     names = {src: f"{prefix}_{dst}" for src, dst in SIDE_COLUMNS.items()}
     extra = [pl.col(DRAW).alias(f"{prefix}{DRAW}")] if DRAW in ranked.columns and prefix == "rejected" else []
+    extra += [pl.col(c).alias(f"{prefix}{c}") for c in ranked.columns if MODEL_SCORE.fullmatch(c)]
     renamed = [pl.col(s).alias(d) for s, d in names.items()]
     return ranked.select(PROMPT, pl.col("rank").alias(f"{prefix}_rank"), *renamed, *extra)
 
@@ -102,14 +106,20 @@ def candidates(ranked: pl.DataFrame, strategy: str) -> pl.DataFrame:
     return pairs.drop("chosen_rank", "rejected_rank").with_columns(margin, no_reason())
 
 
-def pair_up(ranked: pl.DataFrame, rules: PairRules) -> pl.DataFrame:
-    """Every candidate pair with ``reason`` null (kept) or its drop reason, sorted by chosen row then margin."""
+def pair_up(ranked: pl.DataFrame, rules: PairRules, agree_models: int = 0) -> pl.DataFrame:
+    """Every candidate pair with ``reason`` null (kept) or its drop reason, sorted by chosen row then margin.
+
+    ``agree_models``: with ``--agree``, the number of models whose scores (``_s{i}``) must all order the
+    pair alike (``curate.agreement``), checked after the margin rules and before the draw and the cap.
+    """
     pairs = (
         candidates(ranked, rules.strategy)
         .lazy()
         .with_columns(drop_where(pl.col("margin") <= rules.tie_epsilon, TIE))
         .with_columns(drop_where(pl.col("margin") < rules.margin, BELOW_MARGIN))
     )
+    if agree_models:
+        pairs = drop_pairs_disagreeing(pairs, agree_models)
     passing = pl.col(REASON).is_null()
     if rules.strategy == "best-vs-random":  # needs ranked rows made with ranking.prepare(draw_seed=seed)
         draw = pl.when(passing).then(pl.col(f"rejected{DRAW}")).otherwise(None)

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from rmdata.curate.draw import draws
+from rmdata.curate.expression import RewardExpression
 from rmdata.curate.source import ROW, ScoreTable, check_column
 from rmdata.data.drops import DUPLICATE_RESPONSE, MISSING_REWARD, NON_FINITE_REWARD, REASONS, TOO_FEW_RESPONSES
 from rmdata.errors import RmdataError
@@ -47,10 +48,17 @@ class ScoreOptions:
     by: str | None = None
     length_penalty: float = 0.0
     on_error: str = "fail"  # a NaN or infinite reward: fail refuses the table (naming the row), skip drops the row
+    reward: str | None = None  # --reward EXPR over reward columns (curate.expression); None: the reward column
+    agree: bool = False  # keep only what every model named in --reward agrees on (curate.agreement)
 
     def check(self, table: ScoreTable) -> None:
         if self.on_error not in ON_ERROR_CHOICES:
             raise RmdataError(f"--on-error {self.on_error}: choose one of {', '.join(ON_ERROR_CHOICES)}")
+        if self.agree and (table.reward is None or len(table.reward.columns) < 2):
+            raise RmdataError(
+                "--agree compares the models named in --reward: name two or more reward columns, "
+                "e.g. --reward 'reward_a + reward_b' --agree"
+            )
         if self.normalize not in NORMALIZE_CHOICES:
             raise RmdataError(f"--normalize {self.normalize}: choose one of {', '.join(NORMALIZE_CHOICES)}")
         if self.by is not None:
@@ -84,6 +92,8 @@ def decision_frame(table: ScoreTable, options: ScoreOptions, draw_seed: int | No
         columns.append(pl.col("num_tokens").cast(pl.Int32))
     if options.by is not None:
         columns.append(pl.col(options.by).alias(GROUP))
+    if table.reward is not None:
+        columns += [pl.col(c).cast(pl.Float64).alias(model_column(i)) for i, c in enumerate(table.reward.columns)]
     # the scan holds only row-wise expressions, so the streaming engine reads the texts batch by batch;
     # the prompt rank (a sort of the strings) runs on the narrow result
     read = [
@@ -132,9 +142,35 @@ def refuse_non_finite(table: ScoreTable, frame: pl.DataFrame) -> None:
     )
 
 
-def add_score(kept: pl.LazyFrame, options: ScoreOptions) -> pl.LazyFrame:
-    """``score`` for rows that have a reward (call on kept rows only: groups are their statistics)."""
-    reward = pl.col("reward")
+def model_column(i: int) -> str:
+    """The decision frame's copy of the ``i``-th reward column a ``--reward`` expression names (Float64)."""
+    return f"_m{i}"
+
+
+def model_score(i: int) -> str:
+    """That column normalized by ``--normalize`` (equal to it with ``none``): what ``--agree`` compares."""
+    return f"_s{i}"
+
+
+def add_score(kept: pl.LazyFrame, options: ScoreOptions, expression: RewardExpression | None = None) -> pl.LazyFrame:
+    """``score`` for rows that have a reward (call on kept rows only: groups are their statistics).
+
+    With a ``--reward`` expression each named column is normalized on its own (``_s{i}``) and the score is the
+    expression over those.
+    """
+    if expression is None:
+        scaled = _normalized(pl.col("reward"), options)
+    else:
+        each = [
+            _normalized(pl.col(model_column(i)), options).alias(model_score(i)) for i in range(len(expression.columns))
+        ]
+        kept = kept.with_columns(each)
+        scaled = expression.evaluate(lambda i: pl.col(model_score(i)))
+    score = scaled - options.length_penalty * pl.col("num_tokens") if options.length_penalty > 0 else scaled
+    return kept.with_columns(score.cast(pl.Float64).alias("score"))
+
+
+def _normalized(reward: pl.Expr, options: ScoreOptions) -> pl.Expr:
     if options.normalize == "zscore":
         std = reward.std()
         scaled = pl.when(std > 0).then((reward - reward.mean()) / std).otherwise(0.0)
@@ -145,8 +181,7 @@ def add_score(kept: pl.LazyFrame, options: ScoreOptions) -> pl.LazyFrame:
         scaled = reward
     if options.normalize != "none" and options.by is not None:
         scaled = scaled.over(GROUP)
-    score = scaled - options.length_penalty * pl.col("num_tokens") if options.length_penalty > 0 else scaled
-    return kept.with_columns(score.cast(pl.Float64).alias("score"))
+    return scaled.cast(pl.Float64)
 
 
 ORDER = [PROMPT, "score", RESPONSE, ROW]
@@ -227,7 +262,7 @@ def prepare(
     frame = drop_missing_rewards(frame.lazy()).collect()
     missing = pl.col(REASON).is_not_null()
     dropped = [frame.filter(missing)]
-    ordered = sort_by_rank(add_score(frame.filter(~missing).lazy(), options).collect())
+    ordered = sort_by_rank(add_score(frame.filter(~missing).lazy(), options, table.reward).collect())
     del frame
     copy = duplicate_texts(ordered)
     dropped.append(ordered.filter(copy).with_columns(pl.lit(DUPLICATE_RESPONSE, REASON_TYPE).alias(REASON)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from rmdata.curate.agreement import drop_outside_some_top_k
 from rmdata.curate.ranking import PROMPT, RESPONSE, drop_where
 from rmdata.curate.source import ROW
 from rmdata.data.drops import BELOW_MIN_SCORE, OUTSIDE_TOP_K, OUTSIDE_TOP_P
@@ -45,13 +46,19 @@ class FilterRules:
         return ", ".join(p for p in parts if p) or "no rule (every distinct response kept)"
 
 
-def apply_rules(ranked: pl.LazyFrame, rules: FilterRules) -> pl.LazyFrame:
-    """Set ``reason`` on ranked rows that a rule drops (needs ``score`` and ``rank``)."""
+def apply_rules(ranked: pl.LazyFrame, rules: FilterRules, agree_models: int = 0) -> pl.LazyFrame:
+    """Set ``reason`` on ranked rows that a rule drops (needs ``score`` and ``rank``).
+
+    ``agree_models``: with ``--agree``, rows in the combined top-k but outside some model's are
+    ``models_disagree`` (needs ``agreement.with_model_ranks``; checked before ``--top-p``).
+    """
     frame = ranked
     if rules.min_score is not None:
         frame = frame.with_columns(drop_where(pl.col("score") < rules.min_score, BELOW_MIN_SCORE))
     if rules.top_k is not None:
         frame = frame.with_columns(drop_where(pl.col("rank") > rules.top_k, OUTSIDE_TOP_K))
+        if agree_models:
+            frame = drop_outside_some_top_k(frame, agree_models, rules.top_k)
     if rules.top_p is not None:
         order = ["score", RESPONSE, PROMPT, ROW]
         position = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)

@@ -15,8 +15,9 @@ from typing import Any
 
 import polars as pl
 
-from rmdata.curate import plots
+from rmdata.curate import agreement, plots
 from rmdata.curate import summary as report
+from rmdata.curate.baseline import Baseline, compare_pairs, compare_rows, random_pairs, random_rows, write_baseline
 from rmdata.curate.pairs import PairRules, pair_up, split_paired
 from rmdata.curate.ranking import REASON, ScoreOptions, prepare
 from rmdata.curate.rules import FilterRules, apply_rules
@@ -36,6 +37,7 @@ LOOSEN = {
     "below_margin": "lower --margin",
     "tie": "lower --tie-epsilon",
     "no_pair": "lower --margin or --tie-epsilon",
+    "models_disagree": "drop --agree, or name models that agree more in --reward",
 }
 
 
@@ -99,19 +101,34 @@ def run_filter(
     rules: FilterRules,
     output: Path,
     rejects: Path | None = None,
+    baseline: Baseline | None = None,
 ) -> Result:
-    """Keep the responses the rules select; write SFT rows (``messages``) to ``output``."""
+    """Keep the responses the rules select; write SFT rows (``messages``) to ``output`` (and a random baseline)."""
     start = time.perf_counter()
     rules.check()
-    table = open_scores(inputs)
+    table = open_scores(inputs).with_reward(options.reward)
     options.check(table)
+    if options.agree and rules.top_k is None:
+        raise RmdataError("--agree with filter keeps rows in every model's --top-k: give --top-k N")
     _check_output(output, "sft", rejects)
-    kept, dropped = prepare(table, options, rules.min_responses)
-    judged = apply_rules(kept.lazy(), rules).collect()
+    if baseline is not None:
+        baseline.check(output, "sft")
+    ranked, dropped = prepare(table, options, rules.min_responses)
+    models = len(table.reward.columns) if options.agree and table.reward is not None else 0
+    if models:
+        ranked = agreement.with_model_ranks(ranked, models)
+    judged = apply_rules(ranked.lazy(), rules, models).collect()
     kept = judged.filter(pl.col(REASON).is_null())
     dropped = pl.concat([dropped, judged.filter(pl.col(REASON).is_not_null())], how="diagonal_relaxed")
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("filter", rule_text, list(table.inputs), kept, dropped)
+    if table.reward is not None:
+        summary["models"] = agreement.report(table.reward, ranked, kept)
+    chance = None
+    if baseline is not None:
+        chance = random_rows(ranked, kept, baseline.seed)
+        summary["random_baseline"] = compare_rows(kept, chance, baseline.output, baseline.seed)
+    del ranked
     report.render(summary)
     if kept.is_empty():
         _write_rejects(table, dropped, rejects)
@@ -131,6 +148,8 @@ def run_filter(
             tmp / "README.md", _card("rmdata SFT selection", "sft", summary, plot_paths, output, usage, tmp)
         )
         _finish(tmp, "sft", shards, summary, options, asdict(rules), start)
+    if baseline is not None and chance is not None:
+        write_baseline("sft", table, chance, baseline, summary)
     return Result(output, rows, summary, rejects)
 
 
@@ -140,16 +159,21 @@ def run_build_dpo(
     rules: PairRules,
     output: Path,
     rejects: Path | None = None,
+    baseline: Baseline | None = None,
 ) -> Result:
-    """Pair responses of each prompt by the strategy; write TRL conversational preference rows to ``output``."""
+    """Pair responses of each prompt by the strategy; write TRL conversational preference rows to ``output``
+    (and a random baseline)."""
     start = time.perf_counter()
     rules.check()
-    table = open_scores(inputs)
+    table = open_scores(inputs).with_reward(options.reward)
     options.check(table)
     _check_output(output, "dpo", rejects)
+    if baseline is not None:
+        baseline.check(output, "dpo")
     draw_seed = rules.seed if rules.strategy == "best-vs-random" else None
     ranked, dropped = prepare(table, options, min_responses=2, draw_seed=draw_seed)
-    judged = pair_up(ranked, rules)
+    models = len(table.reward.columns) if options.agree and table.reward is not None else 0
+    judged = pair_up(ranked, rules, models)
     pairs = judged.filter(pl.col(REASON).is_null())
     pair_drops = judged.filter(pl.col(REASON).is_not_null())
     used, unused = split_paired(ranked, pairs)
@@ -157,6 +181,12 @@ def run_build_dpo(
     rule_text = rules.describe() + _score_text(options)
     summary = report.summarize("build-dpo", rule_text, list(table.inputs), used, dropped, pairs=pairs,
                                pair_drops=pair_drops)  # fmt: skip
+    if table.reward is not None:
+        summary["models"] = agreement.report(table.reward, ranked, used, judged)
+    chance = None
+    if baseline is not None:
+        chance = random_pairs(ranked, pairs, baseline.seed)
+        summary["random_baseline"] = compare_pairs(pairs, chance, baseline.output, baseline.seed)
     report.render(summary)
     if pairs.is_empty():
         _write_rejects(table, dropped, rejects)
@@ -175,11 +205,15 @@ def run_build_dpo(
         usage = "# TRL: trl.DPOTrainer(model=..., train_dataset=ds, processing_class=tokenizer)"
         write_text_atomic(tmp / "README.md", _card("rmdata DPO pairs", "dpo", summary, plot_paths, output, usage, tmp))
         _finish(tmp, "dpo", shards, summary, options, asdict(rules), start)
+    if baseline is not None and chance is not None:
+        write_baseline("dpo", table, chance, baseline, summary)
     return Result(output, rows, summary, rejects)
 
 
 def _score_text(options: ScoreOptions) -> str:
-    parts = []
+    parts = [f"reward = {options.reward}"] if options.reward is not None else []
+    if options.agree:
+        parts.append("every model must agree (--agree)")
     if options.normalize != "none":
         parts.append(f"rewards normalized ({options.normalize}) within {options.by or 'the whole table'}")
     if options.length_penalty > 0:
@@ -208,4 +242,4 @@ def _finish(
     write_marker(directory, kind, rows=manifest["rows"], inputs=summary["inputs"])
 
 
-__all__ = ["Result", "run_build_dpo", "run_filter", "display"]
+__all__ = ["Baseline", "Result", "run_build_dpo", "run_filter", "display"]

@@ -10,11 +10,12 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from rmdata.curate.expression import RewardExpression, parse_reward, reward_columns
 from rmdata.dataset_dir import DATA_DIR, read_marker
 from rmdata.errors import RmdataError
 
 DEFAULT_SCORES = "rmdata-out/scores"
-REQUIRED = ("prompt_id", "response_id", "prompt", "response", "reward")
+REQUIRED = ("prompt_id", "response_id", "prompt", "response")  # and reward, or reward_<name> columns
 ROW = "_row"  # the row's position in the scanned inputs: the key that joins decisions back to texts
 CHUNK_ROWS = 131_072  # rows read back at a time (whole row groups; at least one)
 MAKE_ONE = "make one with `rmdata score CORPUS` (it writes rmdata-out/scores; --output DIR for another place)"
@@ -24,15 +25,41 @@ READ_ERRORS: tuple[type[BaseException], ...] = (pl.exceptions.PolarsError, OSErr
 
 @dataclass(frozen=True)
 class ScoreTable:
-    """The Parquet files of one or more score outputs, read as one table."""
+    """The Parquet files of one or more score outputs, read as one table.
+
+    ``reward``: a ``--reward`` expression; the table then reads ``reward`` as its value (``with_reward``).
+    """
 
     files: tuple[str, ...]
     schema: dict[str, pl.DataType]
     inputs: tuple[str, ...]
+    reward: RewardExpression | None = None
 
     def scan(self) -> pl.LazyFrame:
         """All rows, in file order, with ``_row`` (0-based position) in front."""
-        return pl.scan_parquet(list(self.files)).with_row_index(ROW)
+        frame = pl.scan_parquet(list(self.files)).with_row_index(ROW)
+        if self.reward is not None:
+            frame = frame.with_columns(self.reward.over_table().alias("reward"))
+        return frame
+
+    def with_reward(self, text: str | None) -> ScoreTable:
+        """The table ranked by ``--reward text`` (``None``: its own ``reward`` column, which it must have)."""
+        if text is None:
+            if not self.has("reward"):
+                have = ", ".join(reward_columns(self.schema)) or "none"
+                raise RmdataError(
+                    f"{self.files[0]} has no reward column but reward columns {have} (a several-model score "
+                    "output): say which to rank by, e.g. --reward 'reward_a' or --reward '0.5*reward_a + 0.5*reward_b'"
+                )
+            return self
+        expression = parse_reward(text, self.schema)
+        schema = {**self.schema, "reward": pl.Float64()}
+        return ScoreTable(self.files, schema, self.inputs, expression)
+
+    def _select(self, columns: Sequence[str]) -> list[pl.Expr]:
+        if self.reward is None:
+            return [pl.col(c) for c in columns]
+        return [self.reward.over_table().alias(c) if c == "reward" else pl.col(c) for c in columns]
 
     def has(self, column: str) -> bool:
         return column in self.schema
@@ -87,7 +114,7 @@ class ScoreTable:
             if low == high:
                 continue
             try:
-                block = pl.scan_parquet(file).slice(offset, size).select(columns).collect()
+                block = pl.scan_parquet(file).slice(offset, size).select(self._select(columns)).collect()
             except READ_ERRORS as err:
                 raise damaged(file, err) from err
             mask = np.zeros(size, dtype=bool)
@@ -110,7 +137,9 @@ def _is_id(dtype: pl.DataType) -> bool:
 
 def check_columns(file: Path | str, schema: dict[str, pl.DataType]) -> None:
     """The core columns' types, as ``rmdata score`` writes them; the error names the file and the column."""
-    missing = [c for c in REQUIRED if c not in schema]
+    missing = [c for c in REQUIRED if c not in schema] + (
+        [] if any(c == "reward" or c.startswith("reward_") for c in schema) else ["reward"]
+    )
     if missing:
         raise RmdataError(
             f"{file} is not a score output: it has no {', '.join(missing)} column(s) "
@@ -119,8 +148,9 @@ def check_columns(file: Path | str, schema: dict[str, pl.DataType]) -> None:
     wrong = {c: "text or an integer id" for c in ("prompt_id", "response_id") if not _is_id(schema[c])}
     if schema["response"] != pl.String:
         wrong["response"] = "text"
-    if not schema["reward"].is_numeric() and schema["reward"] != pl.Null:
-        wrong["reward"] = "a number (float)"
+    for column in ("reward", *(c for c in schema if c.startswith("reward_"))):
+        if column in schema and not schema[column].is_numeric() and schema[column] != pl.Null:
+            wrong[column] = "a number (float)"
     prompt = schema["prompt"]
     fields = (
         {f.name: f.dtype for f in prompt.inner.fields}

@@ -142,6 +142,10 @@ def markdown(summary: dict[str, Any]) -> str:
             "",
             markdown_table(_stat_rows(summary["score"])),
         ]
+    if "models" in summary:
+        lines += ["", *_model_lines(summary["models"])]
+    if "random_baseline" in summary:
+        lines += ["", "## Random baseline", "", _baseline_line(summary["random_baseline"])]
     if dpo:
         lines += [
             "",
@@ -150,6 +154,43 @@ def markdown(summary: dict[str, Any]) -> str:
             markdown_table(_stat_rows({"pairs": summary["margin"]})),
         ]
     return "\n".join(lines)  # fmt: skip
+
+
+def _model_lines(models: dict[str, Any]) -> list[str]:
+    """The card's section on the models a ``--reward`` expression names (``curate.agreement.report``)."""
+    lines = [f"## Models (`--reward {models['expression']}`)", "", "Raw reward columns of the kept rows:", ""]
+    lines.append(markdown_table(_stat_rows(models["stats"])))
+    if models["spearman_per_prompt"]:
+        agreement = [{"models": k, "spearman per prompt (mean)": v} for k, v in models["spearman_per_prompt"].items()]
+        lines += ["", markdown_table(agreement)]
+    if "pairs_ordered_alike" in models:
+        lines += ["", f"Candidate pairs every model orders alike: {models['pairs_ordered_alike']:.1%}"]
+    return lines
+
+
+def _baseline_line(base: dict[str, Any]) -> str:
+    """One sentence comparing the selection with its random baseline (``curate.baseline``)."""
+
+    def f(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    if "pairs" in base:
+        return (
+            f"random baseline: {base['output']} ({base['pairs']:,} pairs, seed {base['seed']}): mean margin "
+            f"{f(base['margin_mean'])} vs {f(base['selection_margin_mean'])} selected; chosen scores higher in "
+            f"{base['chosen_scores_higher']:.1%} of its pairs"
+        )
+    return (
+        f"random baseline: {base['output']} ({base['rows']:,} rows, seed {base['seed']}): mean reward "
+        f"{f(base['reward_mean'])} vs {f(base['selection_reward_mean'])} selected"
+    )
+
+
+def _model_line(models: dict[str, Any]) -> str:
+    parts = [f"spearman per prompt {k} {v:.3f}" for k, v in models["spearman_per_prompt"].items() if v is not None]
+    if "pairs_ordered_alike" in models:
+        parts.append(f"candidate pairs ordered alike {models['pairs_ordered_alike']:.1%}")
+    return f"models ({', '.join(models['stats'])}): " + ("; ".join(parts) or "one model")
 
 
 def render(summary: dict[str, Any]) -> None:
@@ -180,6 +221,10 @@ def render(summary: dict[str, Any]) -> None:
             console.print(table)
     key = "pairs_per_prompt" if dpo else "kept_per_prompt"
     console.print(f"{key.replace('_', ' ')}: " + ", ".join(f"{k}: {v:,}" for k, v in summary[key].items()))
+    if "models" in summary:
+        console.print(_model_line(summary["models"]))
+    if "random_baseline" in summary:
+        console.print(_baseline_line(summary["random_baseline"]))
     groups = {f"reward, {'in a pair' if dpo and k == 'kept' else k}": v for k, v in summary["reward"].items()}
     if dpo:
         groups["margin"] = summary["margin"]

@@ -58,6 +58,8 @@ BELOW_MARGIN = "below_margin"
 OVER_MAX_PAIRS = "over_max_pairs"
 # build-dpo, a candidate pair (best-vs-random): passed the rules, but the seeded draw chose another
 NOT_DRAWN = "not_drawn"
+# --agree: filter, a row outside some model's --top-k; build-dpo, a pair some model orders the other way (or ties)
+MODELS_DISAGREE = "models_disagree"
 
 REASONS: dict[str, str] = {
     INVALID_RECORD: "the record breaks a rule of its format",
@@ -83,6 +85,8 @@ REASONS: dict[str, str] = {
     BELOW_MARGIN: "a candidate pair whose score gap is under --margin",
     OVER_MAX_PAIRS: "a candidate pair beyond --max-pairs-per-prompt (larger gaps kept first)",
     NOT_DRAWN: "a candidate pair that passed the rules, but best-vs-random's seeded draw chose another",
+    MODELS_DISAGREE: "--agree: not every model named in --reward ranks it so (filter: in its --top-k; "
+    "build-dpo: chosen above rejected)",
 }
 
 

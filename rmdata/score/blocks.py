@@ -4,9 +4,11 @@ A block's rows fall in three kinds (``rmdata.score.dedup``): the first row of a 
 time in the run (scored here, in the block's own batches), a later copy inside the block (folded onto that
 row), and a row whose content id's home is an earlier block (copied from the home: from memory when this
 process scored it, else read from the home's committed shard, waiting for its rank to commit it under
-torchrun). Blocks this process does not score (another rank's, or one a killed run committed) still pass
-through :meth:`BlockScorer.skip`, so that the run-wide ids stay complete. Scoring runs before any wait, so a
-rank's model stays busy while an earlier block is committed.
+torchrun). A first row whose content id a ``--reuse`` directory holds under this run's score key
+(``rmdata.score.reuse``) takes that reward instead of being scored. Blocks this process does not score
+(another rank's, or one a killed run committed) still pass through :meth:`BlockScorer.skip`, so that the
+run-wide ids stay complete. Scoring runs before any wait, so a rank's model stays busy while an earlier
+block is committed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rmdata.model.loading import ScoringModel
 from rmdata.score.dedup import SeenIds, Values, id_keys, unique_rows
 from rmdata.score.engine import score_sequences
 from rmdata.score.progress import ScoreProgress
+from rmdata.score.reuse import ReuseStore
 from rmdata.score.sequences import conversation_columns, encode_conversations
 from rmdata.score.shards import Manifest
 
@@ -38,6 +41,7 @@ class BlockScorer:
     layout: str
     manifest: Manifest
     progress: ScoreProgress
+    store: ReuseStore = field(default_factory=ReuseStore)  # rewards of earlier runs (``--reuse``)
     seen: SeenIds = field(default_factory=SeenIds)
     homes_known: set[int] = field(default_factory=set)  # blocks whose values are all in ``seen``
 
@@ -57,8 +61,11 @@ class BlockScorer:
         copied = home >= 0
         new = np.flatnonzero(~copied)
         values = Values.empty(len(first))
-        if len(new):
-            prompts, responses, sources = conversation_columns(block[first[new].tolist()])
+        found, stored = self.store.lookup(keys[new])
+        values.put(new[found], stored.take(np.flatnonzero(found)))
+        fresh = new[~found]
+        if len(fresh):
+            prompts, responses, sources = conversation_columns(block[first[fresh].tolist()])
             seqs = encode_conversations(
                 self.model.tokenizer,
                 prompts,
@@ -75,8 +82,8 @@ class BlockScorer:
                 progress=self.progress.scored,
                 sources=sources,
             )
-            values.put(new, Values(rewards, seqs.lengths.astype(np.int32), seqs.truncated))
-        self.progress.skip(len(ids) - len(new))
+            values.put(fresh, Values(rewards, seqs.lengths.astype(np.int32), seqs.truncated))
+        self.progress.skip(len(ids) - len(fresh))
         if copied.any():
             for home_block in np.unique(home[copied]).tolist():
                 self._read_home(home_block, digests[home_block])
@@ -90,7 +97,8 @@ class BlockScorer:
         self.homes_known.add(index)
         counts = {
             "rows": len(ids),
-            "scored": len(new),
+            "scored": len(fresh),
+            "reused": len(new) - len(fresh),  # distinct rows whose reward came from a --reuse directory
             "duplicates": len(ids) - len(new),
             "copied": int(copied[inverse].sum()),  # rows whose score came from an earlier shard
             "truncated": int(values.truncated[inverse].sum()),
@@ -106,8 +114,6 @@ class BlockScorer:
         frame = pl.read_parquet(
             self.manifest.directory / entry["file"], columns=["response_id", "reward", "num_tokens", "truncated"]
         )
-        values = Values(
-            frame["reward"].to_numpy(), frame["num_tokens"].to_numpy(), frame["truncated"].to_numpy()
-        )
+        values = Values(frame["reward"].to_numpy(), frame["num_tokens"].to_numpy(), frame["truncated"].to_numpy())
         self.seen.fill(id_keys(frame["response_id"].to_list()), values, index)
         self.homes_known.add(index)

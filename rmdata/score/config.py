@@ -51,6 +51,17 @@ class ScoreConfig:
         "auto", "Batch layout: auto (the fastest measured for the device), packed or padded; every layout is exact."
     )
     shard_rows: int = _opt(4096, "Input rows per output shard (the unit of commit and resume).")
+    reuse: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Earlier score outputs whose rewards are copied for unchanged rows (same response_id, model "
+            "fingerprint, max_length, dtype and device); only the other rows are scored. Repeatable."
+        },
+    )
 
 
 HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(ScoreConfig)}
+HELP["models"] = (
+    HELP["model"] + " Repeat it to score with several models into one table with a reward_<name> column per "
+    "model: --model NAME=DIR, or DIR (named after the directory)."
+)

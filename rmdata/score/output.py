@@ -83,12 +83,14 @@ def write_card(directory: Path, manifest: dict[str, Any], columns: list[str]) ->
         f"- model: `{model['path']}` ({model['architecture']}, {model['kind']}), fingerprint `{model['fingerprint']}`",
         f"- score rule: {model['rule']}",
         f"- command: `{manifest['command']}`",
-        f"- rows: {totals['rows']} ({totals['scored']} sequences scored, {totals['duplicates']} duplicates reused "
+        f"- rows: {totals['rows']} ({totals['scored']} sequences scored, {totals.get('reused', 0)} rewards copied "
+        f"from --reuse outputs, {totals['duplicates']} duplicates reused "
         f"run-wide ({totals.get('copied', 0)} from earlier shards), "
         f"{totals['truncated']} truncated, {inputs['invalid']} invalid input records"
         + (" in rejects.jsonl)" if inputs["invalid"] else ")"),
         f"- layout: {manifest['settings']['layout']}, max_length {manifest['settings']['max_length']}, "
         f"{model['dtype']} on {model['device']}",
+        *([f"- reused from: {', '.join(manifest['reused_from'])}"] if manifest.get("reused_from") else []),
         "",
         "## Reward statistics",
         "",

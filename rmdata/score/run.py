@@ -37,10 +37,11 @@ from rmdata.score.config import ScoreConfig
 from rmdata.score.engine import resolve_batch_tokens, resolve_layout, score_sequences
 from rmdata.score.output import SCORED, scored_frame, write_card
 from rmdata.score.progress import ScoreProgress
+from rmdata.score.reuse import ReuseStore, check_reuse_dirs, load_store, score_key
 from rmdata.score.sequences import encode_conversations
 from rmdata.score.shards import PARTS_DIR, Manifest, blocks, content_digest, rank_of
 
-TOTALS = ("rows", "scored", "duplicates", "copied", "truncated", "tokens")
+TOTALS = ("rows", "scored", "reused", "duplicates", "copied", "truncated", "tokens")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ScoreResult:
     output: Path
     rows: int
     scored: int  # sequences run through the model by this run, all ranks (resumed shards excluded)
+    reused: int  # distinct rows whose reward was copied from a --reuse directory, run-wide
     duplicates: int  # rows that reused another row's score, run-wide
     truncated: int
     resumed_rows: int
@@ -73,6 +75,7 @@ class _Run:
     out: Path
     manifest: Manifest
     stamps: list[tuple[str, int, int]]  # (path, size, mtime_ns) of every input file the first pass read
+    store: ReuseStore  # rewards of the --reuse directories under this run's score key
 
     @property
     def expected(self) -> int:
@@ -86,13 +89,17 @@ def input_fingerprint(report: ScanReport) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> ScoreResult:
-    """Run one scoring job per ``cfg`` on this process's rank; see the module docstring for the order of effects."""
+def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True, strict_reuse: bool = True) -> ScoreResult:
+    """Run one scoring job per ``cfg`` on this process's rank; see the module docstring for the order of effects.
+
+    ``strict_reuse=False``: a ``--reuse`` directory without this model's scores is skipped instead of refused
+    (a several-model run, where a directory need only hold some of the models).
+    """
     world = join_ranks(cfg.device)
     run: _Run | None = None
     error: Exception | None = None
     try:
-        run = _prepare(cfg, command, world)
+        run = _prepare(cfg, command, world, strict_reuse)
     except Exception as err:
         error = err
     agree(world, error)
@@ -113,6 +120,7 @@ def score(cfg: ScoreConfig, command: str, *, show_progress: bool = True) -> Scor
         output=run.out,
         rows=totals["rows"],
         scored=sum(s["scored"] for s in stats),
+        reused=totals["reused"],
         duplicates=totals["duplicates"],
         truncated=totals["truncated"],
         resumed_rows=sum(s["resumed"] for s in stats),
@@ -151,7 +159,7 @@ def _on_main(run: _Run, step: Any) -> Any:
     return agree(run.world, error, result)[0]
 
 
-def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
+def _prepare(cfg: ScoreConfig, command: str, world: World, strict_reuse: bool = True) -> _Run:
     """Every check that can refuse, in order; nothing is written."""
     model = load_scoring_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     drops: list[Drop] = []
@@ -185,9 +193,15 @@ def _prepare(cfg: ScoreConfig, command: str, world: World) -> _Run:
     out = Path(cfg.output)
     check_replaceable(out, ["scores"], flag="--no-resume")
     identity = _identity(cfg, model, report, layout, max_length, batch_tokens, command)
+    key = score_key(identity)
+    if strict_reuse:
+        check_reuse_dirs(cfg.reuse, [key])
+    store = load_store(cfg.reuse, key)
     resume = cfg.resume and read_marker(out) is not None
     manifest = Manifest.open(out, identity, resume=resume, rank=world.rank, world_size=world.world_size)
-    return _Run(cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, _stamps(report))
+    return _Run(
+        cfg, world, model, report, drops, layout, max_length, batch_tokens, out, manifest, _stamps(report), store
+    )
 
 
 def _probe(model: ScoringModel, max_length: int, batch_tokens: int, layout: str) -> None:
@@ -232,7 +246,7 @@ def _score_owned(run: _Run, *, show_progress: bool) -> dict[str, Any]:
     done = {"scored": 0, "resumed": 0, "columns": []}
     digests: list[str] = []
     with ScoreProgress(owned_rows, label, enabled=show_progress) as progress:
-        scorer = BlockScorer(run.model, run.max_length, run.batch_tokens, run.layout, manifest, progress)
+        scorer = BlockScorer(run.model, run.max_length, run.batch_tokens, run.layout, manifest, progress, run.store)
         for index, block in enumerate(blocks(stream(run.report, batch_rows=size), size)):
             ids = block["response_id"].to_list()
             digest = content_digest(ids)
@@ -267,7 +281,9 @@ def _finish(run: _Run, stats: list[dict[str, Any]]) -> dict[str, int]:
         raise RmdataError(f"{run.out}: shards {missing[:5]} are not listed after every rank finished; this is a bug")
     totals = {key: sum(int(shards[str(k)].get(key, 0)) for k in range(run.expected)) for key in TOTALS}
     resumed = sum(s["resumed"] for s in stats)
-    manifest.data.update(totals=totals, resumed_rows=resumed, ranks=run.world.world_size, complete=True)
+    manifest.data.update(
+        totals=totals, resumed_rows=resumed, reused_from=run.store.sources, ranks=run.world.world_size, complete=True
+    )
     manifest.save()
     columns = next((s["columns"] for s in stats if s["columns"]), None)
     if columns is None:  # every shard was resumed
