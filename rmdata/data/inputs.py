@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rmdata.data.hub import HubRef, open_hub_dataset
+from rmdata.dataset_dir import DATA_DIR, MARKER
 from rmdata.errors import RmdataError
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -197,8 +198,6 @@ def _resolve_hub_dir(p: Path) -> InputInfo:
     """A Hub-layout directory's files of one split: those its card's ``configs:`` header names, else those
     under ``data/`` (all that is read in a directory rmdata wrote), else every data file in it; side files
     (``manifest.json``, ``rejects.jsonl``, plots) beside ``data/`` are never read as data."""
-    from rmdata.dataset_dir import DATA_DIR, MARKER
-
     by_split = _card_splits(p)
     if not by_split and ((p / MARKER).is_file() or (p / DATA_DIR).is_dir()):
         by_split = _split_files(p / DATA_DIR, p)

@@ -161,5 +161,5 @@ def test_reward_token_must_fit_the_model_and_end_every_sequence() -> None:
 def test_a_model_path_that_does_not_load_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(RmdataError, match=r"model.name_or_path='.*nowhere': cannot load its tokenizer"):
         load_tokenizer(ModelConfig(name_or_path=str(tmp_path / "nowhere")))
-    with pytest.raises(RmdataError, match=r"missing\.gguf is not a file"):
+    with pytest.raises(RmdataError, match=r"missing\.gguf: no such file"):
         convert_gguf(tmp_path / "missing.gguf", tmp_path / "out")
