@@ -82,6 +82,18 @@ def check_gguf(file: Path) -> None:
         raise RmdataError(f"{file}: not a GGUF file (it starts with {magic!r}, not b'GGUF'); {REEXPORT}")
 
 
+
+def _json_object(file: Path, kind: str, fix: str, *, wrong_fix: str | None = None) -> dict[str, Any]:
+    """``file`` read as a JSON object; unreadable JSON or another JSON value is one error naming the file and
+    the fix (``wrong_fix`` for the second, when it differs)."""
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise RmdataError(f"{file}: not readable JSON ({err}); {fix}") from err
+    if not isinstance(value, dict):
+        raise RmdataError(f"{file}: holds a JSON {type(value).__name__}, not {kind}; {wrong_fix or fix}")
+    return value
+
 def read_config(path: Path) -> dict[str, Any]:
     """``config.json`` of ``path``: JSON, an object, with ``model_type`` and sane sizes."""
     file = path / "config.json"
@@ -97,12 +109,7 @@ def read_config(path: Path) -> dict[str, Any]:
             f"{path} has no config.json; give a model directory save_pretrained wrote (rmdata train writes one to "
             "its run's final/)"
         )
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise RmdataError(f"{file}: not readable JSON ({err}); {REEXPORT}") from err
-    if not isinstance(config, dict):
-        raise RmdataError(f"{file}: holds a JSON {type(config).__name__}, not an object of settings; {REEXPORT}")
+    config = _json_object(file, "an object of settings", REEXPORT)
     if not isinstance(config.get("model_type"), str):
         raise RmdataError(
             f'{file}: no model_type (the field transformers picks the architecture by, e.g. "llama"); {REEXPORT}'
@@ -236,12 +243,8 @@ def check_tokenizer_files(path: Path) -> None:
         file = path / name
         if not file.is_file():
             continue
-        try:
-            value = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise RmdataError(f"{file}: not readable JSON ({err}); save the tokenizer again (save_pretrained)") from err
-        if not isinstance(value, dict):
-            raise RmdataError(f"{file}: holds a JSON {type(value).__name__}, not an object; save the tokenizer again")
+        fix = "save the tokenizer again"
+        _json_object(file, "an object", f"{fix} (save_pretrained)", wrong_fix=fix)
 
 
 def check_score_head(path: Path, config: dict[str, Any], shapes: dict[str, tuple[str, tuple[int, ...]]]) -> None:

@@ -6,6 +6,7 @@ plus ChatML special tokens and a dedicated reward token, so any text round-trips
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -81,21 +82,12 @@ def save_tiny_qwen_prm(path: Any, sizes: TinyModelConfig, seed: int = 0) -> Any:
     import torch
     from safetensors.torch import save_file
     from torch import nn
-    from transformers import Qwen2Config, Qwen2Model
+    from transformers import Qwen2Model
 
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer()
     tokenizer.add_tokens(["<extra_0>"], special_tokens=True)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=sizes.hidden_size,
-        intermediate_size=sizes.intermediate_size,
-        num_hidden_layers=sizes.num_layers,
-        num_attention_heads=sizes.num_heads,
-        num_key_value_heads=sizes.num_kv_heads,
-        max_position_embeddings=sizes.max_position_embeddings,
-        use_cache=False,
-    )
+    config = tiny_backbone_config(replace(sizes, arch="qwen2"), len(tokenizer), pad_token_id=None)
     trunk = Qwen2Model(config)
     classes = nn.Linear(sizes.hidden_size, 2)
     nn.init.normal_(classes.weight, std=0.5)
